@@ -1,0 +1,51 @@
+"""ReLU forward and backward.
+
+    forward:   y = max(x, 0)                      any shape
+    backward:  dx = dy where y > 0, else 0        (the gradient of max(x, 0) is 1 for x > 0, 0 otherwise;
+                                                   at exactly x = 0 we use 0, as Keras, TensorFlow and PyTorch do)
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from minicnn.backend import pick
+
+
+def relu_forward_numpy(x):
+    return np.maximum(x, 0)
+
+
+def relu_backward_numpy(dy, y):
+    return np.where(y > 0, dy, 0).astype(dy.dtype)
+
+
+@njit(cache=True, nogil=True)
+def relu_forward_numba(x):
+    flat_x = x.reshape(-1)
+    y = np.empty_like(flat_x)
+    zero = x.dtype.type(0)
+    for i in range(flat_x.size):
+        y[i] = flat_x[i] if flat_x[i] > zero else zero
+    return y.reshape(x.shape)
+
+
+@njit(cache=True, nogil=True)
+def relu_backward_numba(dy, y):
+    flat_dy = dy.reshape(-1)
+    flat_y = y.reshape(-1)
+    dx = np.empty_like(flat_dy)
+    zero = dy.dtype.type(0)
+    for i in range(flat_dy.size):
+        dx[i] = flat_dy[i] if flat_y[i] > zero else zero
+    return dx.reshape(dy.shape)
+
+
+def relu_forward(x):
+    """y = max(x, 0), same shape as x."""
+    return pick(relu_forward_numpy, relu_forward_numba)(np.ascontiguousarray(x))
+
+
+def relu_backward(dy, y):
+    """dx = dy * (y > 0), from the forward output y (same shape)."""
+    return pick(relu_backward_numpy, relu_backward_numba)(np.ascontiguousarray(dy), np.ascontiguousarray(y))

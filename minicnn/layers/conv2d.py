@@ -1,0 +1,151 @@
+"""Conv2D: a 2-D convolution (strictly, a cross-correlation, as in every framework) over NHWC images.
+
+Shapes::
+
+    x       (N, H, W, C)          images, channels last
+    kernel  (KH, KW, C, F)        F filters of size KH x KW x C (Keras's layout)
+    bias    (F,)
+    y       (N, OH, OW, F)
+
+Math, for output pixel (n, oy, ox) and filter f, on the zero-padded input xp::
+
+    y[n, oy, ox, f] = bias[f] + sum_{ky, kx, c} xp[n, oy*SH + ky, ox*SW + kx, c] * kernel[ky, kx, c, f]
+
+Padding "valid": none, OH = (H - KH) // SH + 1. Padding "same": OH = ceil(H / SH), the zeros needed for that
+split between top and bottom with the extra row (if odd) at the bottom (as Keras and TensorFlow).
+
+How it is computed: im2col copies every KH x KW x C window into a row of a matrix ``columns``
+(N*OH*OW, KH*KW*C); then the whole convolution is one matrix product with the kernel seen as a
+(KH*KW*C, F) matrix. We do this a few images at a time so the column matrix stays in the CPU cache.
+
+Backward, with dy = dLoss/dy of shape (N, OH, OW, F) seen as a matrix dY (N*OH*OW, F)::
+
+    dbias    = sum of dy over n, oy, ox                        (F,)
+    dkernel  = columns.T @ dY                                  (KH*KW*C, F) -> (KH, KW, C, F)
+    dcolumns = dY @ kernel_matrix.T                            (N*OH*OW, KH*KW*C)
+    dx       = col2im(dcolumns), with the padding cut off      (N, H, W, C)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.errors import ShapeError
+from minicnn.initializers import initialize
+from minicnn.kernels.im2col import col2im, im2col
+from minicnn.layers.base import Layer, Parameter, pair, window_output_size
+
+IMAGES_PER_CHUNK = 16  # im2col works on this many images at a time, so its columns fit in cache
+
+
+def batch_chunks(batch_size, chunk=IMAGES_PER_CHUNK):
+    """slice objects that cover range(batch_size) in steps of ``chunk``."""
+    return [slice(start, min(start + chunk, batch_size)) for start in range(0, batch_size, chunk)]
+
+
+def conv2d_forward(x, kernel, bias, stride, padding):
+    """x (N, H, W, C), kernel (KH, KW, C, F), bias (F,) -> y (N, OH, OW, F), cache for the backward pass."""
+    batch, height, width, channels = x.shape
+    kernel_h, kernel_w, _, filters = kernel.shape
+    out_h, pad_h = window_output_size(height, kernel_h, stride[0], padding)
+    out_w, pad_w = window_output_size(width, kernel_w, stride[1], padding)
+    x_padded = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0))) if padding == "same" else x
+    kernel_matrix = kernel.reshape(kernel_h * kernel_w * channels, filters)
+
+    y = np.empty((batch, out_h, out_w, filters), dtype=x.dtype)
+    for chunk in batch_chunks(batch):
+        columns = im2col(x_padded[chunk], kernel_h, kernel_w, stride[0], stride[1], out_h, out_w)
+        np.matmul(columns, kernel_matrix, out=y[chunk].reshape(-1, filters))
+    y += bias
+    cache = (x_padded, kernel, stride, pad_h, pad_w)
+    return y, cache
+
+
+def conv2d_backward(dy, cache, need_input_grad=True):
+    """dy (N, OH, OW, F) -> dx (N, H, W, C) or None, dkernel (KH, KW, C, F), dbias (F,)."""
+    x_padded, kernel, stride, pad_h, pad_w = cache
+    kernel_h, kernel_w, channels, filters = kernel.shape
+    batch, out_h, out_w, _ = dy.shape
+    kernel_matrix = kernel.reshape(kernel_h * kernel_w * channels, filters)
+    dy = np.ascontiguousarray(dy)
+
+    dbias = dy.sum(axis=(0, 1, 2))
+    dkernel_matrix = np.zeros_like(kernel_matrix)
+    dx_padded = np.zeros_like(x_padded) if need_input_grad else None
+    for chunk in batch_chunks(batch):
+        # Recomputing the columns here is cheaper than keeping them all from the forward pass.
+        columns = im2col(x_padded[chunk], kernel_h, kernel_w, stride[0], stride[1], out_h, out_w)
+        dy_matrix = dy[chunk].reshape(-1, filters)
+        dkernel_matrix += columns.T @ dy_matrix
+        if need_input_grad:
+            dcolumns = dy_matrix @ kernel_matrix.T
+            col2im(dcolumns, dx_padded[chunk], kernel_h, kernel_w, stride[0], stride[1], out_h, out_w)
+
+    dx = None
+    if need_input_grad:
+        height = x_padded.shape[1] - pad_h[0] - pad_h[1]
+        width = x_padded.shape[2] - pad_w[0] - pad_w[1]
+        dx = dx_padded[:, pad_h[0]:pad_h[0] + height, pad_w[0]:pad_w[0] + width, :]
+    return dx, dkernel_matrix.reshape(kernel.shape), dbias
+
+
+class Conv2D(Layer):
+    """``Conv2D(filters, kernel_size, strides=1, padding="valid")``, as ``keras.layers.Conv2D``.
+
+    ``activation="relu"`` is accepted for Keras habits: the model then puts a ReLU layer right after this one.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None, name=None):
+        super().__init__(name)
+        if int(filters) < 1:
+            raise ValueError(f"Conv2D needs at least one filter, got filters={filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.strides = pair(strides, "strides")
+        self.padding = padding.lower()
+        if self.padding not in ("valid", "same"):
+            raise ValueError(f"Conv2D padding must be 'valid' or 'same', got {padding!r}")
+        self.activation = activation
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.requested_input_shape = tuple(input_shape) if input_shape is not None else None
+        self.kernel = None
+        self.bias = None
+
+    def parameters(self):
+        return [self.kernel, self.bias]
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ShapeError(
+                f"{self.name or 'Conv2D'} expects images of shape (height, width, channels), got {input_shape}. "
+                "Give grayscale images a channel axis: x[..., None] (shape (N, 28, 28, 1)).")
+        height, width, _ = input_shape
+        out_h, _ = window_output_size(height, self.kernel_size[0], self.strides[0], self.padding)
+        out_w, _ = window_output_size(width, self.kernel_size[1], self.strides[1], self.padding)
+        if out_h < 1 or out_w < 1:
+            raise ShapeError(
+                f"{self.name or 'Conv2D'}: a {self.kernel_size} kernel with padding='valid' does not fit in an "
+                f"input of {height}x{width}. Use padding='same', a smaller kernel, or fewer pooling layers before it.")
+        return (out_h, out_w, self.filters)
+
+    def build(self, input_shape, dtype, rng):
+        output_shape = super().build(input_shape, dtype, rng)
+        kernel_shape = (*self.kernel_size, input_shape[2], self.filters)
+        self.kernel = Parameter.create("kernel", initialize(self.kernel_initializer, kernel_shape, self.dtype, rng))
+        self.bias = Parameter.create("bias", initialize(self.bias_initializer, (self.filters,), self.dtype, rng))
+        return output_shape
+
+    def forward(self, x, training=False):
+        return conv2d_forward(x, self.kernel.value, self.bias.value, self.strides, self.padding)
+
+    def backward(self, dy, cache, grads, need_input_grad=True):
+        dx, dkernel, dbias = conv2d_backward(dy, cache, need_input_grad)
+        grads[0][...] = dkernel
+        grads[1][...] = dbias
+        return dx
+
+    def get_config(self):
+        return {"name": self.name, "filters": self.filters, "kernel_size": list(self.kernel_size),
+                "strides": list(self.strides), "padding": self.padding,
+                "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}

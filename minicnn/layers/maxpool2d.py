@@ -1,0 +1,77 @@
+"""MaxPool2D: keep the largest value of every (PH, PW) window, per channel.
+
+Shapes::
+
+    x   (N, H, W, C)
+    y   (N, OH, OW, C)     y[n, oy, ox, c] = max_{ky < PH, kx < PW} xp[n, oy*SH + ky, ox*SW + kx, c]
+
+Strides default to the pool size (non-overlapping windows). Padding "valid": OH = (H - PH) // SH + 1, so
+the last row/column is dropped when it does not fill a window (an odd 5x5 input pools to 2x2). Padding
+"same": OH = ceil(H / SH), the input padded with -inf so padding never wins (as Keras and TensorFlow).
+
+Backward: the maximum is the only input that affected y, so dLoss/dy goes entirely to it; every other input
+of the window gets 0. Ties (several inputs equal to the maximum): the first one in row-major window order gets
+the gradient, the others 0 (as PyTorch and TensorFlow; see docs/keras-parity.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.errors import ShapeError
+from minicnn.kernels.pooling import maxpool_backward, maxpool_forward
+from minicnn.layers.base import Layer, pair, window_output_size
+
+
+def maxpool2d_forward(x, pool_size, strides, padding):
+    """x (N, H, W, C) -> y (N, OH, OW, C), cache (the argmax of every window, and the padding)."""
+    _, height, width, _ = x.shape
+    out_h, pad_h = window_output_size(height, pool_size[0], strides[0], padding)
+    out_w, pad_w = window_output_size(width, pool_size[1], strides[1], padding)
+    if padding == "same":
+        x = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-np.inf)
+    y, argmax = maxpool_forward(np.ascontiguousarray(x), pool_size[0], pool_size[1], strides[0], strides[1],
+                                out_h, out_w)
+    cache = (argmax, x.shape, pool_size, strides, pad_h, pad_w)
+    return y, cache
+
+
+def maxpool2d_backward(dy, cache):
+    """dy (N, OH, OW, C) -> dx (N, H, W, C): each window's gradient goes to the position of its maximum."""
+    argmax, padded_shape, pool_size, strides, pad_h, pad_w = cache
+    dx = np.zeros(padded_shape, dtype=dy.dtype)
+    maxpool_backward(np.ascontiguousarray(dy), argmax, dx, pool_size[0], pool_size[1], strides[0], strides[1])
+    return dx[:, pad_h[0]:padded_shape[1] - pad_h[1], pad_w[0]:padded_shape[2] - pad_w[1], :]
+
+
+class MaxPool2D(Layer):
+    """``MaxPool2D(pool_size=2, strides=None, padding="valid")``, as ``keras.layers.MaxPooling2D``."""
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", name=None):
+        super().__init__(name)
+        self.pool_size = pair(pool_size, "pool_size")
+        self.strides = pair(strides, "strides") if strides is not None else self.pool_size
+        self.padding = padding.lower()
+        if self.padding not in ("valid", "same"):
+            raise ValueError(f"MaxPool2D padding must be 'valid' or 'same', got {padding!r}")
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 3:
+            raise ShapeError(f"{self.name or 'MaxPool2D'} expects (height, width, channels), got {input_shape}.")
+        height, width, channels = input_shape
+        out_h, _ = window_output_size(height, self.pool_size[0], self.strides[0], self.padding)
+        out_w, _ = window_output_size(width, self.pool_size[1], self.strides[1], self.padding)
+        if out_h < 1 or out_w < 1:
+            raise ShapeError(
+                f"{self.name or 'MaxPool2D'}: a {self.pool_size} window does not fit in a {height}x{width} input. "
+                "Remove a pooling layer or use padding='same'.")
+        return (out_h, out_w, channels)
+
+    def forward(self, x, training=False):
+        return maxpool2d_forward(x, self.pool_size, self.strides, self.padding)
+
+    def backward(self, dy, cache, grads, need_input_grad=True):
+        return maxpool2d_backward(dy, cache) if need_input_grad else None
+
+    def get_config(self):
+        return {"name": self.name, "pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": self.padding}

@@ -1,0 +1,374 @@
+"""Sequential: a stack of layers with the habits of ``keras.Sequential``.
+
+    model = Sequential([Conv2D(64, 3, activation="relu"), MaxPool2D(2), Flatten(), Dense(10, activation="softmax")],
+                       input_shape=(28, 28, 1))
+    model.compile(optimizer=Adam(1e-3), loss="sparse_categorical_crossentropy")
+    model.summary()
+    history = model.fit(x_train, y_train, epochs=5, batch_size=32, validation_split=0.1)
+    loss, accuracy = model.evaluate(x_test, y_test)
+    probabilities = model.predict(x_test)
+    model.save("digits.npz");  same = minicnn.load_model("digits.npz")
+
+Training in one step (``train_step``)::
+
+    forward   x -> layer 1 -> ... -> logits            each layer returns its output and a cache
+    loss      fused softmax + cross-entropy on the logits, and dLoss/dlogits
+    backward  dlogits -> last layer -> ... -> layer 1  each layer writes its parameter gradients
+    update    the optimizer updates ALL parameters at once: they live in one flat buffer (``flat_params``),
+              their gradients in another (``flat_grads``); each Parameter's ``.value``/``.grad`` is a view into them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minicnn import optimizers as optimizer_registry
+from minicnn.errors import LabelError, NonFiniteLossError, ShapeError
+from minicnn.history import EpochProgress, History
+from minicnn.layers import ACTIVATION_LAYERS, Softmax
+from minicnn.losses import LOSSES, softmax_cross_entropy
+
+
+class Sequential:
+    def __init__(self, layers=(), input_shape=None, dtype="float32", seed=0, name="sequential"):
+        self.name = name
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.seed = seed
+        self.layers = []
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.built = False
+        self.optimizer = None
+        self.loss = "sparse_categorical_crossentropy"
+        self.flat_params = None
+        self.flat_grads = None
+        for layer in layers:
+            self.add(layer)
+        if self.input_shape is not None:
+            self.build()
+
+    # ------------------------------------------------------------------ structure
+    def add(self, layer):
+        """Append a layer. ``activation="relu"``/``"softmax"`` on a layer appends that activation layer too."""
+        if self.built:
+            raise RuntimeError("add layers before the model is built (before fit, predict or build)")
+        if self.input_shape is None and getattr(layer, "requested_input_shape", None) is not None:
+            self.input_shape = layer.requested_input_shape
+        activation = getattr(layer, "activation", None)
+        self._append(layer)
+        if activation is not None:
+            layer.activation = None
+            if activation not in ACTIVATION_LAYERS:
+                raise ValueError(f"unknown activation {activation!r}; use one of {sorted(ACTIVATION_LAYERS)}")
+            self._append(ACTIVATION_LAYERS[activation]())
+
+    def _append(self, layer):
+        if layer.name is None:
+            base = type(layer).__name__.lower()
+            taken = {existing.name for existing in self.layers}
+            layer.name, count = base, 0
+            while layer.name in taken:
+                count += 1
+                layer.name = f"{base}_{count}"
+        self.layers.append(layer)
+
+    def build(self, input_shape=None):
+        """Create every layer's parameters for inputs of ``input_shape`` (one sample, e.g. (28, 28, 1))."""
+        if input_shape is not None:
+            self.input_shape = tuple(int(d) for d in input_shape)
+        if self.input_shape is None:
+            raise ShapeError("the model does not know its input shape: pass input_shape=(28, 28, 1) to "
+                             "Sequential or to its first layer, or call fit/predict with data")
+        if not self.layers:
+            raise ShapeError("the model has no layers")
+        rng = np.random.default_rng(self.seed)
+        shape = self.input_shape
+        for index, layer in enumerate(self.layers):
+            try:
+                shape = layer.build(shape, self.dtype, rng)
+            except ShapeError as error:
+                raise ShapeError(f"layer {index} ({layer.name}): {error}") from None
+        self._pack_parameters()
+        self.built = True
+        if self.optimizer is not None:
+            self.optimizer.build(self.flat_params)
+        return self
+
+    def _pack_parameters(self):
+        """Move every parameter into one flat buffer (and every gradient into another), leaving views behind."""
+        parameters = self.parameters()
+        total = sum(p.size for p in parameters)
+        self.flat_params = np.zeros(total, dtype=self.dtype)
+        self.flat_grads = np.zeros(total, dtype=self.dtype)
+        offset = 0
+        for parameter in parameters:
+            view = self.flat_params[offset:offset + parameter.size].reshape(parameter.shape)
+            view[...] = parameter.value
+            parameter.value = view
+            parameter.grad = self.flat_grads[offset:offset + parameter.size].reshape(parameter.shape)
+            offset += parameter.size
+
+    def parameters(self):
+        """Every trainable Parameter, layer by layer."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def count_params(self):
+        return sum(p.size for p in self.parameters())
+
+    @property
+    def output_shape(self):
+        return self.layers[-1].output_shape if self.built else None
+
+    @property
+    def ends_with_softmax(self):
+        return isinstance(self.layers[-1], Softmax)
+
+    @property
+    def num_classes(self):
+        return self.output_shape[-1]
+
+    def get_weights(self):
+        """Copies of every parameter array, in ``parameters()`` order (kernel, bias, kernel, bias, ...)."""
+        return [p.value.copy() for p in self.parameters()]
+
+    def set_weights(self, weights):
+        parameters = self.parameters()
+        if len(weights) != len(parameters):
+            raise ShapeError(f"set_weights got {len(weights)} arrays, the model has {len(parameters)} parameters")
+        for parameter, array in zip(parameters, weights):
+            array = np.asarray(array)
+            if array.shape != parameter.shape:
+                raise ShapeError(f"weight for {parameter.name} has shape {array.shape}, expected {parameter.shape}")
+            parameter.value[...] = array
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype.name, "seed": self.seed,
+                "input_shape": list(self.input_shape) if self.input_shape else None,
+                "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]}
+
+    def clone(self, dtype=None):
+        """A new model with the same layers and weights, optionally in another dtype (e.g. float64 for checks)."""
+        from minicnn.serialization import model_from_config
+        copy = model_from_config(self.get_config(), dtype=dtype)
+        copy.set_weights(self.get_weights())
+        return copy
+
+    # ------------------------------------------------------------------ running
+    def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=("accuracy",)):
+        """Choose the optimizer and loss. Metrics: accuracy is always reported."""
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        self.loss = loss
+        self.optimizer = optimizer_registry.get(optimizer)
+        if self.built:
+            self.optimizer.build(self.flat_params)
+        return self
+
+    def _prepare_inputs(self, x):
+        """Check x against the model's input shape and return a C-contiguous array of the model's dtype."""
+        x = np.asarray(x)
+        if not self.built:
+            if self.input_shape is None and x.ndim >= 2:
+                self.input_shape = x.shape[1:] if x.ndim != 3 else (*x.shape[1:], 1)
+            self.build()
+        expected = tuple(self.input_shape)
+        if x.ndim == len(expected) and expected[-1] == 1 and x.shape[1:] == expected[:-1]:
+            x = x[..., None]  # grayscale images without a channel axis: (N, 28, 28) -> (N, 28, 28, 1)
+        if x.shape[1:] != expected:
+            raise ShapeError(f"the model expects inputs of shape (batch, {', '.join(map(str, expected))}), "
+                             f"got {x.shape}")
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def _prepare_labels(self, y, count):
+        y = np.asarray(y)
+        classes = self.num_classes
+        if len(y) != count:
+            raise LabelError(f"got {count} inputs but {len(y)} labels")
+        if self.loss == "categorical_crossentropy" or y.ndim == 2:
+            if y.ndim != 2 or y.shape[1] != classes:
+                raise LabelError(f"one-hot labels must have shape (N, {classes}), got {y.shape}")
+            return np.ascontiguousarray(y, dtype=self.dtype)
+        if y.ndim != 1:
+            raise LabelError(f"integer labels must have shape (N,), got {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer):
+            if not np.all(np.mod(y, 1) == 0):
+                raise LabelError("labels must be whole numbers (class indices)")
+        if count and (y.min() < 0 or y.max() >= classes):
+            raise LabelError(f"labels must be in 0..{classes - 1} for a model with {classes} outputs; found values "
+                             f"from {y.min()} to {y.max()}")
+        return y.astype(np.int64)
+
+    def _logit_layers(self):
+        """The layers that produce logits: all but a final Softmax (fused into the loss)."""
+        return self.layers[:-1] if self.ends_with_softmax else self.layers
+
+    def forward(self, x, training=False):
+        """The model's output for a batch x (already prepared): probabilities if it ends in Softmax."""
+        for layer in self.layers:
+            x, _ = layer.forward(x, training)
+        return x
+
+    def activations(self, x):
+        """[(layer name, output)] for every layer, for a batch x: what each layer computed (feature maps)."""
+        x = self._prepare_inputs(x)
+        outputs = []
+        for layer in self.layers:
+            x, _ = layer.forward(x, False)
+            outputs.append((layer.name, x))
+        return outputs
+
+    def loss_and_gradients(self, x, y, grads=None, scale=None, need_input_grad=False):
+        """Forward and backward on one batch (x prepared, y prepared labels).
+
+        Writes every parameter gradient of ``scale * sum of losses`` into ``grads`` (a list with one list of arrays
+        per layer, shaped like ``layer.parameters()``; default: the parameters' own ``.grad`` views). scale defaults
+        to 1/len(x), i.e. the gradient of the mean loss. Returns (sum of losses, number of correct predictions,
+        dLoss/dx or None): the input gradient is only computed when ``need_input_grad`` is True.
+        """
+        if grads is None:
+            grads = [[p.grad for p in layer.parameters()] for layer in self.layers]
+        if scale is None:
+            scale = 1.0 / len(x)
+        layers = self._logit_layers()
+        caches = []
+        for layer in layers:
+            x, cache = layer.forward(x, True)
+            caches.append(cache)
+        logits = x
+        loss_sum, dx = softmax_cross_entropy(logits, y, scale)
+        predictions = logits.argmax(axis=1)
+        correct = int((predictions == (y if y.ndim == 1 else y.argmax(axis=1))).sum())
+        for index in range(len(layers) - 1, -1, -1):
+            dx = layers[index].backward(dx, caches[index], grads[index], need_input_grad=index > 0 or need_input_grad)
+        return loss_sum, correct, dx
+
+    def train_step(self, x, y):
+        """One forward pass, backward pass and optimizer update on a prepared batch. Returns (mean loss, correct).
+
+        Raises NonFiniteLossError, before updating anything, when the loss is NaN or infinite."""
+        loss_sum, correct, _ = self.loss_and_gradients(x, y)
+        mean_loss = loss_sum / len(x)
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLossError(f"the training loss became {mean_loss}")
+        self.optimizer.apply(self.flat_params, self.flat_grads)
+        return mean_loss, correct
+
+    def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
+            seed=None, verbose=1, callbacks=()):
+        """Train, Keras style. Returns a History with loss/accuracy (and val_loss/val_accuracy) per epoch.
+
+        validation_split takes the LAST fraction of x/y (before shuffling), as Keras does. ``seed`` fixes the
+        shuffling (default: the model's seed). Ctrl+C stops training cleanly after the current step
+        (``history.interrupted`` is then True). ``callbacks``: objects with ``on_epoch_end(model, epoch, logs)``;
+        one that returns True stops training.
+        """
+        if self.optimizer is None:
+            self.compile()
+        x = self._prepare_inputs(x)
+        y = self._prepare_labels(y, len(x))
+        if validation_data is None and validation_split:
+            if not 0 < validation_split < 1:
+                raise ValueError(f"validation_split must be between 0 and 1, got {validation_split}")
+            split = len(x) - int(round(len(x) * validation_split))
+            validation_data = (x[split:], y[split:])
+            x, y = x[:split], y[:split]
+        if validation_data is not None:
+            x_val = self._prepare_inputs(validation_data[0])
+            y_val = self._prepare_labels(validation_data[1], len(x_val))
+        if len(x) == 0:
+            raise ValueError("no training samples left (check validation_split)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        steps = math.ceil(len(x) / batch_size)
+        history = History()
+        try:
+            for epoch in range(epochs):
+                order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
+                progress = EpochProgress(epoch, epochs, steps, verbose)
+                loss_total, correct_total, seen = 0.0, 0, 0
+                for step in range(steps):
+                    batch = order[step * batch_size:(step + 1) * batch_size]
+                    try:
+                        loss, correct = self.train_step(x[batch], y[batch])
+                    except NonFiniteLossError as error:
+                        progress.close({})
+                        raise NonFiniteLossError(
+                            f"{error} at epoch {epoch + 1}, step {step + 1}. Training stopped before applying that "
+                            "update; nothing was saved. Try a lower learning rate, check the inputs for NaN, or "
+                            "scale the inputs to [0, 1].") from None
+                    loss_total += loss * len(batch)
+                    correct_total += correct
+                    seen += len(batch)
+                    progress.step({"loss": loss_total / seen, "accuracy": correct_total / seen})
+                logs = {"loss": loss_total / seen, "accuracy": correct_total / seen}
+                if validation_data is not None:
+                    logs["val_loss"], logs["val_accuracy"] = self.evaluate(x_val, y_val, verbose=0)
+                progress.close(logs)
+                history.record(epoch, logs)
+                if any(callback.on_epoch_end(self, epoch, logs) for callback in callbacks):
+                    break
+        except KeyboardInterrupt:
+            history.interrupted = True
+            if verbose:
+                print(f"\nTraining interrupted during epoch {len(history.epoch) + 1}; the model keeps the weights "
+                      "of the last finished step.", flush=True)
+        return history
+
+    def evaluate(self, x, y, batch_size=256, verbose=0):
+        """(mean loss, accuracy) on x, y."""
+        x = self._prepare_inputs(x)
+        y = self._prepare_labels(y, len(x))
+        loss_total, correct = 0.0, 0
+        for start in range(0, len(x), batch_size):
+            logits = x[start:start + batch_size]
+            for layer in self._logit_layers():
+                logits, _ = layer.forward(logits, False)
+            labels = y[start:start + batch_size]
+            loss_sum, _ = softmax_cross_entropy(logits, labels, 1.0)
+            loss_total += loss_sum
+            correct += int((logits.argmax(axis=1) == (labels if labels.ndim == 1 else labels.argmax(1))).sum())
+        loss, accuracy = loss_total / len(x), correct / len(x)
+        if verbose:
+            print(f"loss: {loss:.4f} - accuracy: {accuracy:.4f}")
+        return loss, accuracy
+
+    def predict(self, x, batch_size=256, verbose=0):
+        """The model's outputs for x, computed batch by batch (probabilities if the model ends in Softmax)."""
+        x = self._prepare_inputs(x)
+        outputs = [self.forward(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
+        if not outputs:
+            return np.zeros((0, *self.output_shape), dtype=self.dtype)
+        return np.concatenate(outputs)
+
+    # ------------------------------------------------------------------ reporting and files
+    def summary(self, print_fn=print):
+        """Print (and return) a table of layers, output shapes and parameter counts, as Keras."""
+        if not self.built:
+            self.build()
+        rows = [(f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
+                 f"{layer.count_params():,}") for layer in self.layers]
+        widths = [max(len(header), *(len(row[i]) for row in rows)) + 2
+                  for i, header in enumerate(("Layer (type)", "Output Shape", "Param #"))]
+        line = "".join(text.ljust(width) for text, width in zip(("Layer (type)", "Output Shape", "Param #"), widths))
+        total = self.count_params()
+        text = [f'Model: "{self.name}"', "=" * sum(widths), line, "=" * sum(widths)]
+        text += ["".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
+        text += ["=" * sum(widths), f"Total params: {total:,} ({total * self.dtype.itemsize / 1024:.2f} KB, "
+                 f"{self.dtype.name})", f"Trainable params: {total:,}", "Non-trainable params: 0", ""]
+        text = "\n".join(text)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def save(self, path, include_optimizer=True):
+        """Save architecture, weights (and optimizer state) to one .npz file, atomically, without pickle."""
+        from minicnn.serialization import save_model
+        save_model(self, path, include_optimizer=include_optimizer)
+
+    def load_weights(self, path):
+        """Load the weights of a saved model into this one (same architecture)."""
+        from minicnn.serialization import load_weights_into
+        load_weights_into(self, path)

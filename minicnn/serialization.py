@@ -1,0 +1,143 @@
+"""Saving and loading models: one .npz file, no pickle, written atomically.
+
+Inside the file (a zip of .npy arrays, readable with ``np.load(path, allow_pickle=False)``):
+
+* ``format``: the string "minicnn-model-1"
+* ``architecture``: JSON text of ``model.get_config()`` plus the optimizer's class, settings and step count
+* ``param_000``, ``param_001``, ...: the weights, in ``model.parameters()`` order (Keras layouts)
+* ``optimizer_<name>``: the optimizer's flat state arrays (Adam's m and v), if saved
+
+Loading never executes code from the file: the JSON only names layer classes from a fixed list.
+The file is first written to a temporary file beside the target and then renamed over it, so an interrupted
+save never leaves a half-written model behind (and never destroys the previous one).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from minicnn.errors import ModelFileError
+
+FORMAT = "minicnn-model-1"
+
+
+def save_model(model, path, include_optimizer=True):
+    if not model.built:
+        model.build()
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")  # np.savez would append it anyway; be explicit
+    architecture = model.get_config()
+    arrays = {f"param_{index:03d}": p.value for index, p in enumerate(model.parameters())}
+    optimizer = model.optimizer
+    if include_optimizer and optimizer is not None and optimizer.state_arrays()[0] is not None:
+        architecture["optimizer"] = {"class": type(optimizer).__name__, "config": optimizer.get_config(),
+                                     "iterations": optimizer.iterations}
+        for name, array in zip(optimizer.state_names, optimizer.state_arrays()):
+            arrays[f"optimizer_{name}"] = array
+    arrays["format"] = np.array(FORMAT)
+    arrays["architecture"] = np.array(json.dumps(architecture))
+    write_npz_atomically(path, arrays)
+    return path
+
+
+def write_npz_atomically(path, arrays):
+    """np.savez into a temporary file in the same folder, flushed to disk, then renamed onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def _read(path):
+    """(architecture dict, {name: array}) from a model file, or a ModelFileError that says what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file. Train one with `python train.py --save {path}`.")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
+        raise ModelFileError(f"{path}: not a readable minicnn model file (corrupted or truncated?): {error}. "
+                             "Save the model again.") from None
+    if "format" not in arrays or str(arrays["format"]) != FORMAT:
+        found = str(arrays["format"]) if "format" in arrays else "no format marker"
+        raise ModelFileError(f"{path}: not a minicnn model file ({found}; expected {FORMAT}).")
+    try:
+        architecture = json.loads(str(arrays["architecture"]))
+    except (KeyError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{path}: the architecture record is damaged ({error}). Save the model again.") from None
+    return architecture, arrays
+
+
+def model_from_config(config, dtype=None):
+    """A built Sequential from ``model.get_config()`` (only layer classes minicnn knows are created)."""
+    from minicnn.layers import LAYER_CLASSES
+    from minicnn.model import Sequential
+
+    layers = []
+    for entry in config["layers"]:
+        cls = LAYER_CLASSES.get(entry.get("class"))
+        if cls is None:
+            raise ModelFileError(f"unknown layer class {entry.get('class')!r} in the architecture; "
+                                 f"minicnn knows {sorted(LAYER_CLASSES)}")
+        layers.append(cls(**entry["config"]))
+    return Sequential(layers, input_shape=config["input_shape"], dtype=dtype or config["dtype"],
+                      seed=config.get("seed", 0), name=config.get("name", "sequential"))
+
+
+def _assign_weights(model, arrays, path):
+    parameters = model.parameters()
+    stored = sorted(name for name in arrays if name.startswith("param_"))
+    if len(stored) != len(parameters):
+        raise ModelFileError(f"{path}: the file holds {len(stored)} weight arrays, the model has {len(parameters)} "
+                             "parameters: it was saved from a different architecture.")
+    for index, parameter in enumerate(parameters):
+        array = arrays[f"param_{index:03d}"]
+        if array.shape != parameter.shape:
+            raise ModelFileError(f"{path}: weight {index} ({parameter.name}) has shape {array.shape} in the file but "
+                                 f"{parameter.shape} in the model: it was saved from a different architecture.")
+        if not np.all(np.isfinite(array)):
+            raise ModelFileError(f"{path}: weight {index} ({parameter.name}) contains NaN or infinity.")
+        parameter.value[...] = array
+
+
+def load_model(path, dtype=None):
+    """Rebuild a model saved with ``model.save(path)``, with its weights (and optimizer state, if saved)."""
+    from minicnn import optimizers
+
+    architecture, arrays = _read(path)
+    try:
+        model = model_from_config(architecture, dtype=dtype)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: the architecture record cannot be rebuilt: {error}") from None
+    _assign_weights(model, arrays, path)
+    saved_optimizer = architecture.get("optimizer")
+    if saved_optimizer is not None and saved_optimizer.get("class") in optimizers.OPTIMIZER_CLASSES:
+        model.compile(optimizer=optimizers.OPTIMIZER_CLASSES[saved_optimizer["class"]](**saved_optimizer["config"]))
+        state = [arrays.get(f"optimizer_{name}") for name in model.optimizer.state_names]
+        if all(array is not None and array.shape == model.flat_params.shape for array in state):
+            model.optimizer.set_state(saved_optimizer.get("iterations", 0), state)
+    return model
+
+
+def load_weights_into(model, path):
+    """Load only the weights of a saved model into an existing model of the same architecture."""
+    _, arrays = _read(path)
+    if not model.built:
+        model.build()
+    _assign_weights(model, arrays, path)
