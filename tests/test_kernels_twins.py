@@ -1,0 +1,126 @@
+"""Every Numba kernel against its plain NumPy twin, on random inputs of varied shapes and both dtypes."""
+import numpy as np
+import pytest
+
+from minicnn.kernels import im2col as im2col_module
+from minicnn.kernels import optim, pooling, relu, softmax_xent
+
+SHAPES = [  # (N, H, W, C, KH, KW, SH, SW)
+    (2, 5, 5, 1, 3, 3, 1, 1),
+    (3, 7, 6, 3, 3, 2, 2, 1),
+    (1, 9, 9, 4, 5, 5, 2, 2),
+    (4, 4, 4, 2, 1, 1, 1, 1),
+    (2, 6, 8, 5, 2, 2, 2, 2),
+]
+DTYPES = [np.float32, np.float64]
+
+
+def out_size(size, window, stride):
+    return (size - window) // stride + 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_im2col_and_col2im(shape, dtype):
+    n, h, w, c, kh, kw, sh, sw = shape
+    oh, ow = out_size(h, kh, sh), out_size(w, kw, sw)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    reference = im2col_module.im2col_numpy(x, kh, kw, sh, sw, oh, ow)
+    fast = im2col_module.im2col_numba(x, kh, kw, sh, sw, oh, ow)
+    assert fast.dtype == dtype and fast.shape == (n * oh * ow, kh * kw * c)
+    np.testing.assert_array_equal(fast, reference)
+
+    columns = rng.standard_normal(reference.shape).astype(dtype)
+    dx_reference = im2col_module.col2im_numpy(columns, np.zeros_like(x), kh, kw, sh, sw, oh, ow)
+    dx_fast = im2col_module.col2im_numba(columns, np.zeros_like(x), kh, kw, sh, sw, oh, ow)
+    np.testing.assert_allclose(dx_fast, dx_reference, rtol=1e-5 if dtype == np.float32 else 1e-13,
+                               atol=1e-6 if dtype == np.float32 else 1e-14)  # float32 sums in another order
+
+
+def test_col2im_is_the_adjoint_of_im2col():
+    """<im2col(x), C> == <x, col2im(C)> for any x and C: col2im is exactly the transpose."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 7, 7, 3))
+    columns = rng.standard_normal((2 * 3 * 3, 3 * 3 * 3))
+    left = (im2col_module.im2col_numba(x, 3, 3, 2, 2, 3, 3) * columns).sum()
+    right = (x * im2col_module.col2im_numba(columns, np.zeros_like(x), 3, 3, 2, 2, 3, 3)).sum()
+    assert left == pytest.approx(right, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("with_ties", [False, True])
+def test_maxpool_forward_and_backward(shape, dtype, with_ties):
+    n, h, w, c, ph, pw, sh, sw = shape
+    oh, ow = out_size(h, ph, sh), out_size(w, pw, sw)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    if with_ties:
+        x = np.round(x).astype(dtype)  # many equal values: exercises the first-maximum rule
+    y_reference, arg_reference = pooling.maxpool_forward_numpy(x, ph, pw, sh, sw, oh, ow)
+    y_fast, arg_fast = pooling.maxpool_forward_numba(x, ph, pw, sh, sw, oh, ow)
+    np.testing.assert_array_equal(y_fast, y_reference)
+    np.testing.assert_array_equal(arg_fast, arg_reference)
+
+    dy = rng.standard_normal(y_reference.shape).astype(dtype)
+    dx_reference = pooling.maxpool_backward_numpy(dy, arg_reference, np.zeros_like(x), ph, pw, sh, sw)
+    dx_fast = pooling.maxpool_backward_numba(dy, arg_fast, np.zeros_like(x), ph, pw, sh, sw)
+    np.testing.assert_allclose(dx_fast, dx_reference, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4, 5), (0, 3)])
+def test_relu(shape, dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(dtype)
+    if x.size:
+        x.reshape(-1)[0] = 0.0
+    y = relu.relu_forward_numba(x)
+    np.testing.assert_array_equal(y, relu.relu_forward_numpy(x))
+    dy = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(relu.relu_backward_numba(dy, y), relu.relu_backward_numpy(dy, y))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch, classes", [(1, 2), (7, 10), (64, 10), (5, 3)])
+def test_softmax_cross_entropy(batch, classes, dtype):
+    rng = np.random.default_rng(4)
+    logits = (rng.standard_normal((batch, classes)) * 5).astype(dtype)
+    logits[0, 0] = 80  # large logits must not overflow
+    labels = rng.integers(0, classes, size=batch)
+    loss_reference, grad_reference = softmax_xent.softmax_xent_numpy(logits, labels, 1.0 / batch)
+    loss_fast, grad_fast = softmax_xent.softmax_xent_numba(logits, labels, 1.0 / batch)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.isfinite(loss_fast)
+    assert loss_fast == pytest.approx(loss_reference, rel=tolerance)
+    assert grad_fast.dtype == dtype
+    np.testing.assert_allclose(grad_fast, grad_reference, rtol=tolerance, atol=tolerance / batch)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_update(dtype):
+    rng = np.random.default_rng(5)
+    size = 1001
+    arrays = [rng.standard_normal(size).astype(dtype) for _ in range(2)] + [
+        np.abs(rng.standard_normal(size)).astype(dtype) * 0.01 for _ in range(2)]
+    scalars = [dtype(0.0031), dtype(0.1), dtype(0.001), dtype(1e-7)]
+    reference = [a.copy() for a in arrays]
+    fast = [a.copy() for a in arrays]
+    optim.adam_update_numpy(*reference, *scalars)
+    optim.adam_update_numba(*fast, *scalars)
+    for got, expected in zip(fast, reference):
+        np.testing.assert_allclose(got, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_update(dtype, nesterov):
+    rng = np.random.default_rng(6)
+    params, grads, velocity = (rng.standard_normal(257).astype(dtype) for _ in range(3))
+    reference = [params.copy(), grads, velocity.copy()]
+    fast = [params.copy(), grads, velocity.copy()]
+    optim.sgd_update_numpy(*reference, dtype(0.01), dtype(0.9), nesterov)
+    optim.sgd_update_numba(*fast, dtype(0.01), dtype(0.9), nesterov)
+    np.testing.assert_allclose(fast[0], reference[0], rtol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_allclose(fast[2], reference[2], rtol=1e-6 if dtype == np.float32 else 1e-14)

@@ -1,0 +1,139 @@
+"""Float64 numerical gradient checks of every layer's input and parameter gradients, and of whole models.
+
+Relative error (see minicnn.gradcheck) must be below 1e-6; a correct layer lands near 1e-9.
+Both implementations are checked: the Numba kernels and the NumPy twins.
+"""
+import numpy as np
+import pytest
+
+import minicnn
+from minicnn.gradcheck import check_layer, check_model
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
+
+TOLERANCE = 1e-6
+
+LAYER_CASES = [
+    pytest.param(lambda: Conv2D(4, 3), (6, 6, 2), id="conv-3x3-valid"),
+    pytest.param(lambda: Conv2D(4, 3, strides=2, padding="same"), (7, 7, 3), id="conv-stride2-same-odd"),
+    pytest.param(lambda: Conv2D(4, 3, strides=2, padding="same"), (8, 8, 3), id="conv-stride2-same-even"),
+    pytest.param(lambda: Conv2D(3, (2, 3), strides=(1, 2)), (6, 7, 2), id="conv-rect-kernel-stride"),
+    pytest.param(lambda: Conv2D(2, 5, padding="same"), (5, 4, 1), id="conv-5x5-same"),
+    pytest.param(lambda: Conv2D(3, 1), (4, 4, 3), id="conv-1x1"),
+    pytest.param(lambda: MaxPool2D(2), (6, 6, 3), id="pool-2"),
+    pytest.param(lambda: MaxPool2D(2), (5, 7, 2), id="pool-2-odd-input"),
+    pytest.param(lambda: MaxPool2D(3, strides=2), (7, 7, 2), id="pool-3-stride2-overlap"),
+    pytest.param(lambda: MaxPool2D(2, padding="same"), (5, 5, 2), id="pool-2-same-odd"),
+    pytest.param(lambda: MaxPool2D(3, strides=2, padding="same"), (6, 7, 2), id="pool-3-stride2-same"),
+    pytest.param(lambda: ReLU(), (3, 4, 5), id="relu"),
+    pytest.param(lambda: Flatten(), (3, 3, 2), id="flatten"),
+    pytest.param(lambda: Dense(5), (7,), id="dense"),
+    pytest.param(lambda: Softmax(), (6,), id="softmax"),
+]
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+@pytest.mark.parametrize("make_layer, input_shape", LAYER_CASES)
+def test_layer_gradients(make_layer, input_shape, kernels):
+    with minicnn.use_kernels(kernels):
+        results = check_layer(make_layer(), input_shape, batch_size=3, seed=1, verbose=False)
+    for result in results:
+        assert result.relative_error < TOLERANCE, str(result)
+
+
+def small_model():
+    layers = [Conv2D(4, 3, activation="relu"), MaxPool2D(2),
+              Conv2D(5, 3, strides=2, padding="same", activation="relu"), MaxPool2D(2, padding="same"),
+              Flatten(), Dense(6, activation="relu"), Dense(3, activation="softmax")]
+    return minicnn.Sequential(layers, input_shape=(11, 11, 2), dtype="float64", seed=3)
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_whole_small_model_gradients(kernels):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 11, 11, 2))
+    y = rng.integers(0, 3, size=4)
+    with minicnn.use_kernels(kernels):
+        results = check_model(small_model(), x, y, max_entries=None, verbose=False)
+    assert [r.name for r in results][0] == "input"
+    assert len(results) == 1 + 8
+    for result in results:
+        assert result.relative_error < TOLERANCE, str(result)
+
+
+def test_seed_cnn_gradients_sampled():
+    """The real seed CNN, copied to float64, on two MNIST-sized inputs; 30 random entries per tensor.
+
+    A first-layer bias feeds 2 x 26 x 26 ReLUs and max-pool decisions: a step of 1e-6 pushes a few of them
+    across their kink (seen: 2e-3 error on conv2d.bias), a step of 1e-7 does not (4e-8)."""
+    model = minicnn.seed_cnn(seed=5)
+    rng = np.random.default_rng(1)
+    x = rng.random((2, 28, 28, 1))
+    results = check_model(model, x, np.array([3, 7]), max_entries=30, epsilon=1e-7, verbose=False)
+    for result in results:
+        assert result.relative_error < TOLERANCE, str(result)
+
+
+def test_one_hot_labels_give_the_same_gradients_as_integer_labels():
+    model = small_model()
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 11, 11, 2))
+    labels = np.array([0, 2, 1, 2])
+    loss_int, _, dx_int = model.loss_and_gradients(x, labels, need_input_grad=True)
+    grads_int = model.flat_grads.copy()
+    loss_hot, _, dx_hot = model.loss_and_gradients(x, np.eye(3)[labels], need_input_grad=True)
+    assert loss_hot == pytest.approx(loss_int, rel=1e-12)
+    np.testing.assert_allclose(model.flat_grads, grads_int, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(dx_hot, dx_int, rtol=1e-10, atol=1e-14)
+
+
+def test_gradient_checker_catches_a_broken_backward_pass(monkeypatch):
+    """The checker is worth something only if it fails on a wrong gradient."""
+    import minicnn.layers.dense as dense_module
+
+    original = dense_module.dense_backward
+
+    def broken(dy, cache, need_input_grad=True):
+        dx, dkernel, dbias = original(dy, cache, need_input_grad)
+        return dx, dkernel * 1.01, dbias
+
+    monkeypatch.setattr(dense_module, "dense_backward", broken)
+    results = check_layer(Dense(4), (5,), verbose=False)
+    kernel = next(r for r in results if r.name == "kernel")
+    assert kernel.relative_error > 1e-3
+
+
+@pytest.mark.parametrize("kernels", ["numba", "numpy"])
+def test_maxpool_ties_route_the_gradient_to_the_first_maximum(kernels):
+    """Every window below is a tie; the first maximum in row-major order gets the whole gradient."""
+    x = np.array([[1.0, 1.0, 2.0, 0.0],
+                  [1.0, 0.0, 2.0, 2.0],
+                  [3.0, 3.0, 5.0, 4.0],
+                  [3.0, 3.0, 5.0, 5.0]]).reshape(1, 4, 4, 1)
+    layer = MaxPool2D(2)
+    layer.build((4, 4, 1), np.float64, None)
+    with minicnn.use_kernels(kernels):
+        y, cache = layer.forward(x)
+        dx = layer.backward(np.array([[10.0, 20.0], [30.0, 40.0]]).reshape(1, 2, 2, 1), cache, [])
+    np.testing.assert_array_equal(y[0, :, :, 0], [[1, 2], [3, 5]])
+    expected = np.array([[10, 0, 20, 0],
+                         [0, 0, 0, 0],
+                         [30, 0, 40, 0],
+                         [0, 0, 0, 0]], dtype=float)
+    np.testing.assert_array_equal(dx[0, :, :, 0], expected)
+
+
+def test_relu_gradient_at_zero_is_zero():
+    layer = ReLU()
+    layer.build((3,), np.float64, None)
+    y, cache = layer.forward(np.array([[-1.0, 0.0, 2.0]]))
+    dx = layer.backward(np.ones((1, 3)), cache, [])
+    np.testing.assert_array_equal(dx, [[0, 0, 1]])
+
+
+@pytest.mark.parametrize("size, kernel, stride, expected", [
+    (28, 3, 1, 28), (7, 3, 2, 4), (8, 3, 2, 4), (5, 2, 2, 3), (1, 3, 1, 1)])
+def test_same_padding_output_sizes_follow_keras(size, kernel, stride, expected):
+    from minicnn.layers.base import window_output_size
+    out, (before, after) = window_output_size(size, kernel, stride, "same")
+    assert out == expected
+    assert after - before in (0, 1)  # the extra pixel goes at the end, as in TensorFlow/Keras
