@@ -1,0 +1,68 @@
+"""demo/predict_digit.py: your own image -> MNIST-style 28x28 -> prediction; odd images give clear errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "demo"))
+import predict_digit  # noqa: E402
+
+
+def paint_like(digit_28x28, size=180):
+    """An MNIST digit as someone would draw it in Paint: black ink on white, large, off-centre."""
+    ink = Image.fromarray((digit_28x28 * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    canvas = Image.new("L", (size + 90, size + 40), 0)
+    canvas.paste(ink, (70, 10))
+    return 255 - np.asarray(canvas)
+
+
+def test_prepare_digit_makes_mnist_style_images(mnist):
+    _, (x_test, _) = mnist
+    prepared = predict_digit.prepare_digit(paint_like(x_test[0, :, :, 0]))
+    assert prepared.shape == (28, 28) and prepared.dtype == np.float32
+    assert 0 <= prepared.min() and prepared.max() <= 1
+    assert prepared[0].sum() == 0 and prepared[:, 0].sum() == 0  # black border, white ink
+    ys, xs = np.indices(prepared.shape)
+    centre = ((ys * prepared).sum() / prepared.sum(), (xs * prepared).sum() / prepared.sum())
+    assert abs(centre[0] - 13.5) <= 1 and abs(centre[1] - 13.5) <= 1
+
+
+def test_blank_and_unreadable_images_are_refused(tmp_path):
+    with pytest.raises(predict_digit.ImageProblem, match="blank"):
+        predict_digit.prepare_digit(np.full((50, 50), 255, np.uint8))
+    not_an_image = tmp_path / "digit.png"
+    not_an_image.write_text("hello")
+    with pytest.raises(predict_digit.ImageProblem, match="not a readable image"):
+        predict_digit.load_image(not_an_image)
+
+
+def test_predicts_paint_style_digits_from_the_command_line(mnist, tmp_path):
+    import minicnn
+    (x_train, y_train), (x_test, y_test) = mnist
+    model = minicnn.default_cnn(seed=0)
+    model.compile("adam")
+    model.fit(x_train[:6000], y_train[:6000], epochs=1, batch_size=32, verbose=0)
+    model_path = model.save(tmp_path / "model.npz")
+    paths = []
+    for index in range(20):
+        path = tmp_path / f"digit{index}.png"
+        Image.fromarray(paint_like(x_test[index, :, :, 0])).save(path)
+        paths.append(str(path))
+    result = subprocess.run([sys.executable, str(REPO / "demo" / "predict_digit.py"), *paths, "--model",
+                             str(model_path), "--show", str(tmp_path / "seen.png")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    predicted = [int(line.split(": ")[1].split()[0]) for line in result.stdout.splitlines() if ".png:" in line]
+    assert len(predicted) == 20
+    assert np.mean(np.array(predicted) == y_test[:20]) >= 0.8
+    assert (tmp_path / "seen.png").stat().st_size > 0
+
+
+def test_a_missing_model_file_is_explained(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "demo" / "predict_digit.py"), "x.png", "--model",
+                             str(tmp_path / "none.npz")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "no such model file" in result.stderr
