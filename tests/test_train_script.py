@@ -35,14 +35,14 @@ def test_a_short_run_prints_the_report_and_saves_a_loadable_model(tmp_path):
     if not (shared_data_dir() / "mnist").is_dir():
         pytest.skip("full MNIST not available")
     path = tmp_path / "seed.npz"
-    result = run_train("--model", "seed", "--epochs", "1", "--limit", "3000", "--data-dir",
+    result = run_train("--model", "seed", "--epochs", "1", "--limit", "6000", "--data-dir",
                        str(shared_data_dir() / "mnist"), "--save", str(path))
     assert result.returncode == 0, result.stderr
     assert 'Model: "seed_cnn"' in result.stdout and "Total params: 81,066" in result.stdout
     assert "data: full MNIST" in result.stdout
     assert "confusion matrix" in result.stdout and "precision" in result.stdout
     accuracy = float(re.search(r"test accuracy: ([\d.]+)%", result.stdout).group(1))
-    assert accuracy > 60
+    assert accuracy > 70  # measured: 85% after one epoch on 5,400 images
     model = minicnn.load_model(path)
     assert model.predict(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)
 
