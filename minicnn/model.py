@@ -16,6 +16,11 @@ Training in one step (``train_step``)::
     backward  dlogits -> last layer -> ... -> layer 1  each layer writes its parameter gradients
     update    the optimizer updates ALL parameters at once: they live in one flat buffer (``flat_params``),
               their gradients in another (``flat_grads``); each Parameter's ``.value``/``.grad`` is a view into them.
+
+How fast it runs is decided in minicnn/execution.py, not here: by default (``fuse=True``) Conv2D -> ReLU ->
+MaxPool2D and Dense -> ReLU runs are computed by fused kernels, and ``train_step``/``predict`` split each batch
+over ``threads`` threads (default min(2, cores)). ``Sequential(..., fuse=False)`` runs every layer as itself,
+exactly the loops below (``_layer_loss_and_gradients``); both paths give the same numbers to rounding.
 """
 from __future__ import annotations
 
@@ -25,14 +30,23 @@ import numpy as np
 
 from minicnn import optimizers as optimizer_registry
 from minicnn.errors import LabelError, NonFiniteLossError, ShapeError
+from minicnn.execution import Engine, default_fuse
 from minicnn.history import EpochProgress, History
 from minicnn.layers import ACTIVATION_LAYERS, Softmax
 from minicnn.losses import LOSSES, softmax_cross_entropy
 
 
 class Sequential:
-    def __init__(self, layers=(), input_shape=None, dtype="float32", seed=0, name="sequential"):
+    def __init__(self, layers=(), input_shape=None, dtype="float32", seed=0, name="sequential", fuse=None,
+                 threads=None):
+        """``fuse``: run Conv2D/ReLU/MaxPool2D and Dense/ReLU runs with fused kernels (default True, or the
+        environment variable MINICNN_FUSE=0 to turn it off). ``threads``: how many threads split each batch in
+        train_step/predict (default min(2, cores), or MINICNN_THREADS). Neither changes the results beyond
+        float rounding; both can be changed at any time (``model.fuse = False``)."""
         self.name = name
+        self.fuse = default_fuse() if fuse is None else bool(fuse)
+        self.threads = threads
+        self._engine = None
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -91,6 +105,7 @@ class Sequential:
             except ShapeError as error:
                 raise ShapeError(f"layer {index} ({layer.name}): {error}") from None
         self._pack_parameters()
+        self._engine = Engine(self)
         self.built = True
         if self.optimizer is not None:
             self.optimizer.build(self.flat_params)
@@ -206,9 +221,7 @@ class Sequential:
 
     def forward(self, x, training=False):
         """The model's output for a batch x (already prepared): probabilities if it ends in Softmax."""
-        for layer in self.layers:
-            x, _ = layer.forward(x, training)
-        return x
+        return self._engine.outputs(x)  # layer by layer, or fused (execution.py); split over threads
 
     def activations(self, x):
         """[(layer name, output)] for every layer, for a batch x: what each layer computed (feature maps)."""
@@ -231,6 +244,10 @@ class Sequential:
             grads = [[p.grad for p in layer.parameters()] for layer in self.layers]
         if scale is None:
             scale = 1.0 / len(x)
+        return self._engine.loss_and_gradients(x, y, grads, scale, need_input_grad)
+
+    def _layer_loss_and_gradients(self, x, y, grads, scale, need_input_grad):
+        """loss_and_gradients computed layer by layer (the reference; the fused path lives in execution.py)."""
         layers = self._logit_layers()
         caches = []
         for layer in layers:
@@ -248,7 +265,7 @@ class Sequential:
         """One forward pass, backward pass and optimizer update on a prepared batch. Returns (mean loss, correct).
 
         Raises NonFiniteLossError, before updating anything, when the loss is NaN or infinite."""
-        loss_sum, correct, _ = self.loss_and_gradients(x, y)
+        loss_sum, correct = self._engine.gradients(x, y)  # into flat_grads; the batch split over threads
         mean_loss = loss_sum / len(x)
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(f"the training loss became {mean_loss}")
@@ -261,8 +278,8 @@ class Sequential:
 
         validation_split takes the LAST fraction of x/y (before shuffling), as Keras does. ``seed`` fixes the
         shuffling (default: the model's seed). Ctrl+C stops training cleanly after the current step
-        (``history.interrupted`` is then True). ``callbacks``: objects with ``on_epoch_end(model, epoch, logs)``;
-        one that returns True stops training.
+        (``history.interrupted`` is then True). ``callbacks``: see minicnn.callbacks (objects with
+        ``on_epoch_begin(model, epoch)`` and/or ``on_epoch_end(model, epoch, logs)``; True from the latter stops).
         """
         if self.optimizer is None:
             self.compile()
@@ -323,9 +340,7 @@ class Sequential:
         y = self._prepare_labels(y, len(x))
         loss_total, correct = 0.0, 0
         for start in range(0, len(x), batch_size):
-            logits = x[start:start + batch_size]
-            for layer in self._logit_layers():
-                logits, _ = layer.forward(logits, False)
+            logits = self._engine.outputs(x[start:start + batch_size], logits_only=True)
             labels = y[start:start + batch_size]
             loss_sum, _ = softmax_cross_entropy(logits, labels, 1.0)
             loss_total += loss_sum
@@ -366,7 +381,7 @@ class Sequential:
     def save(self, path, include_optimizer=True):
         """Save architecture, weights (and optimizer state) to one .npz file, atomically, without pickle."""
         from minicnn.serialization import save_model
-        save_model(self, path, include_optimizer=include_optimizer)
+        return save_model(self, path, include_optimizer=include_optimizer)
 
     def load_weights(self, path):
         """Load the weights of a saved model into this one (same architecture)."""

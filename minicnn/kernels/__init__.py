@@ -4,11 +4,15 @@ plus a small dispatcher (the name without suffix) that runs whichever ``minicnn.
 ==================  =======================================================
 module              what it computes
 ==================  =======================================================
-``im2col``          image patches -> matrix rows (and back, ``col2im``)
+``im2col``          image patches -> matrix rows (and back, ``col2im``); ``*_padded`` with the zero padding
+                    built in, writing into a given buffer
 ``pooling``         max-pool forward (with argmax) and backward
 ``relu``            ReLU forward and backward
 ``softmax_xent``    fused softmax + cross-entropy loss and its gradient
 ``optim``           the Adam and SGD updates over one flat parameter buffer
+``fused``           bias + ReLU + max-pool after a convolution (and bias + ReLU after Dense), in one pass,
+                    forward and backward: what the fast execution path (``minicnn/execution.py``) runs
+``winograd``        the tile transforms of Winograd's F(2x2, 3x3) convolution (fewer multiplications)
 ==================  =======================================================
 
 Numba kernels are compiled with ``cache=True`` (compiled code is kept on disk beside the source, so only the

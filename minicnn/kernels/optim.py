@@ -16,7 +16,9 @@ SGD with momentum, as Keras 3::
     p       += velocity                                             (plain)
     p       += momentum * velocity - learning_rate * g              (nesterov)
 
-The scalar coefficients arrive already cast to the buffer's dtype, so float32 math stays float32.
+The scalar coefficients arrive already cast to the buffer's dtype, so float32 math stays float32. The Numba
+kernels use ``error_model="numpy"``: Numba's default ("python") checks every division for a zero divisor, which
+keeps the loop from being vectorised (Adam over 81k parameters: about 5x slower).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def adam_update_numpy(params, grads, m, v, alpha, one_minus_beta_1, one_minus_be
     params -= (m * alpha) / (np.sqrt(v) + epsilon)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def adam_update_numba(params, grads, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
     for i in range(params.size):
         g = grads[i]
@@ -50,7 +52,7 @@ def sgd_update_numpy(params, grads, velocity, learning_rate, momentum, nesterov)
         params += velocity
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def sgd_update_numba(params, grads, velocity, learning_rate, momentum, nesterov):
     for i in range(params.size):
         velocity[i] = momentum * velocity[i] - learning_rate * grads[i]

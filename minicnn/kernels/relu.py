@@ -26,7 +26,7 @@ def relu_forward_numba(x):
     y = np.empty_like(flat_x)
     zero = x.dtype.type(0)
     for i in range(flat_x.size):
-        y[i] = flat_x[i] if flat_x[i] > zero else zero
+        y[i] = zero if flat_x[i] <= zero else flat_x[i]  # NaN stays NaN, as np.maximum
     return y.reshape(x.shape)
 
 

@@ -1,0 +1,322 @@
+"""Winograd's minimal filtering F(2x2, 3x3): a 3x3, stride-1 convolution with 2.25x fewer multiplications.
+
+A 3x3 convolution makes each 2x2 block of outputs from a 4x4 block ("tile") of input. Winograd showed that
+for one channel this costs 16 multiplications instead of 36, after cheap additions::
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A        d: 4x4 input tile, g: 3x3 kernel, Y: 2x2 outputs, *: elementwise
+
+    B^T = [[1, 0, -1, 0],   G = [[1,    0,   0],    A^T = [[1, 1,  1,  0],
+           [0, 1,  1, 0],        [1/2,  1/2, 1/2],         [0, 1, -1, -1]]
+           [0, -1, 1, 0],        [1/2, -1/2, 1/2],
+           [0, 1,  0, -1]]       [0,    0,   1]]
+
+Over channels the elementwise product becomes, for each of the 16 positions k of a 4x4 tile, one matrix
+product that sums over the input channels C::
+
+    V[k] = B^T d B, all tiles             (16, P, C)   P = number of tiles (images x tile rows x tile columns)
+    U[k] = G g G^T, all kernels           (16, C, F)
+    M[k] = V[k] @ U[k]                    (16, P, F)   16 matrix products (BLAS)
+    y    = A^T M A per tile               (N, OH, OW, F)
+
+The arrays V, M and their gradients may have MORE than P rows along their second axis (the fast path pads
+them: 16 streams exactly 4 KB apart would fight over the same cache sets); only the first P are used.
+
+Tile (ty, tx) reads input rows 2*ty - pad_top .. +3 and columns 2*tx - pad_left .. +3 (zero outside the image)
+and writes output rows 2*ty, 2*ty + 1 and columns 2*tx, 2*tx + 1 (dropped past the output's edge).
+
+Backward is the adjoint of each linear step, in reverse (so it is the exact gradient of the forward)::
+
+    dM    = A dY A^T per tile                                   output_transform_backward
+    dU[k] = V[k]^T @ dM[k], summed over chunks; dkernel = G^T dU G
+    dV[k] = dM[k] @ U[k]^T;  dx = sum over tiles of B dV B^T    input_transform_backward
+
+Each transform has a NumPy twin written with the matrices above (read those first) and a Numba kernel that
+spells the same additions out.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from minicnn.backend import pick
+
+B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
+A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+
+def tiles(out_h, out_w):
+    """Number of 2x2 output tiles down and across."""
+    return -(-out_h // 2), -(-out_w // 2)
+
+
+# ---------------------------------------------------------------- the kernel itself (small: NumPy only)
+def kernel_transform(kernel):
+    """U = G g G^T for every (input channel, filter): kernel (3, 3, C, F) -> U (16, C, F).
+
+    Same as ``np.einsum("ai,ijcf,bj->abcf", G, kernel, G)``, as two matrix products (einsum is slow here)."""
+    _, _, channels, filters = kernel.shape
+    matrix = G.astype(kernel.dtype)
+    rows = (matrix @ kernel.reshape(3, -1)).reshape(4, 3, -1)           # G g: (a, j, c*f)
+    return np.matmul(matrix, rows).reshape(16, channels, filters)        # (G g) G^T: (a, b, c*f)
+
+
+def kernel_transform_backward(dU):
+    """dkernel = G^T dU G: the gradient of kernel_transform. dU (16, C, F) -> (3, 3, C, F)."""
+    _, channels, filters = dU.shape
+    matrix = G.astype(dU.dtype)
+    columns = np.matmul(matrix.T, dU.reshape(4, 4, -1))                  # dU G: (a, j, c*f)
+    return (matrix.T @ columns.reshape(4, -1)).reshape(3, 3, channels, filters)
+
+
+# ---------------------------------------------------------------- NumPy twins (read these first)
+def _padded_for_tiles(x, tiles_h, tiles_w, pad_top, pad_left):
+    """x zero-padded so that every tile's 4x4 window lies inside: (N, 2*tiles_h + 2, 2*tiles_w + 2, C)."""
+    batch, height, width, channels = x.shape
+    padded = np.zeros((batch, 2 * tiles_h + 2, 2 * tiles_w + 2, channels), dtype=x.dtype)
+    h, w = min(height, padded.shape[1] - pad_top), min(width, padded.shape[2] - pad_left)
+    padded[:, pad_top:pad_top + h, pad_left:pad_left + w] = x[:, :h, :w]
+    return padded
+
+
+def input_transform_numpy(x, pad_top, pad_left, tiles_h, tiles_w, V):
+    """V[...] = B^T d B for every 4x4 tile d of x (N, H, W, C); V is (16, N*tiles_h*tiles_w, C)."""
+    padded = _padded_for_tiles(x, tiles_h, tiles_w, pad_top, pad_left)
+    # d[a, b] = the (a, b) element of every tile: (4, 4, N, tiles_h, tiles_w, C)
+    d = np.stack([np.stack([padded[:, a:a + 2 * tiles_h:2, b:b + 2 * tiles_w:2, :] for b in range(4)])
+                  for a in range(4)])
+    matrix = B_T.astype(x.dtype)
+    count = x.shape[0] * tiles_h * tiles_w
+    V[:, :count] = np.einsum("ia,abntuc,jb->ijntuc", matrix, d, matrix).reshape(16, count, x.shape[3])
+    return V
+
+
+def input_transform_backward_numpy(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
+    """dx[...] = sum over tiles of B dV B^T, added at each tile's 4x4 window (the adjoint of input_transform)."""
+    batch, height, width, channels = dx.shape
+    matrix = B_T.astype(dx.dtype)
+    tiles = dV[:, :batch * tiles_h * tiles_w].reshape(4, 4, batch, tiles_h, tiles_w, channels)
+    dd = np.einsum("ia,ijntuc,jb->abntuc", matrix, tiles, matrix)
+    padded = np.zeros((batch, 2 * tiles_h + 2, 2 * tiles_w + 2, channels), dtype=dx.dtype)
+    for a in range(4):
+        for b in range(4):
+            padded[:, a:a + 2 * tiles_h:2, b:b + 2 * tiles_w:2, :] += dd[a, b]
+    h = min(height, padded.shape[1] - pad_top)
+    w = min(width, padded.shape[2] - pad_left)
+    dx[...] = 0
+    dx[:, :h, :w] = padded[:, pad_top:pad_top + h, pad_left:pad_left + w]
+    return dx
+
+
+def output_transform_numpy(M, tiles_h, tiles_w, y):
+    """y[...] = A^T M A for every tile, cut to y's size; M (16, N*tiles_h*tiles_w, F), y (N, OH, OW, F)."""
+    batch, out_h, out_w, filters = y.shape
+    matrix = A_T.astype(y.dtype)
+    tiles = M[:, :batch * tiles_h * tiles_w].reshape(4, 4, batch, tiles_h, tiles_w, filters)
+    blocks = np.einsum("ia,abntuf,jb->ntiujf", matrix, tiles, matrix)
+    y[...] = blocks.reshape(batch, 2 * tiles_h, 2 * tiles_w, filters)[:, :out_h, :out_w]
+    return y
+
+
+def output_transform_backward_numpy(dy, tiles_h, tiles_w, dM):
+    """dM[...] = A dY A^T for every tile (dY zero past the output's edge): the adjoint of output_transform."""
+    batch, out_h, out_w, filters = dy.shape
+    full = np.zeros((batch, 2 * tiles_h, 2 * tiles_w, filters), dtype=dy.dtype)
+    full[:, :out_h, :out_w] = dy
+    blocks = full.reshape(batch, tiles_h, 2, tiles_w, 2, filters)
+    matrix = A_T.astype(dy.dtype)
+    dM[:, :batch * tiles_h * tiles_w] = np.einsum("ia,ntiujf,jb->abntuf", matrix, blocks, matrix).reshape(16, -1,
+                                                                                                          filters)
+    return dM
+
+
+# ---------------------------------------------------------------- Numba kernels (same results, fast)
+# The kernels spell the matrix products out from the matrices' nonzero entries (all +1 or -1). The forward
+# transforms give each output (one of the 16 or 4 tile positions, for every channel) its own loop over channels
+# that writes ONE array: that is what lets the compiler vectorise them (a loop writing 16 arrays is not). The
+# backward transforms compute a tile's 16 values once and reuse them (fewer loads, which is what limits them).
+#
+# B^T row i:    (B^T d)[i] = d[first] + sign * d[second]
+BT_ROWS = ((0, 2, -1), (1, 2, 1), (2, 1, -1), (1, 3, -1))
+# A^T row i:    (column a, sign) of its nonzero entries
+AT_ROWS = (((0, 1), (1, 1), (2, 1)), ((1, 1), (2, -1), (3, -1)))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def input_transform_numba(x, pad_top, pad_left, tiles_h, tiles_w, V):
+    batch, height, width, channels = x.shape
+    one = x.dtype.type(1)
+    # a zero-padded copy of x in which every tile lies whole: no bounds checks below
+    padded = np.zeros((batch, 2 * tiles_h + 2, 2 * tiles_w + 2, channels), dtype=x.dtype)
+    rows, cols = min(height, padded.shape[1] - pad_top), min(width, padded.shape[2] - pad_left)
+    for n in range(batch):
+        for iy in range(rows):
+            for ix in range(cols):
+                for c in range(channels):
+                    padded[n, iy + pad_top, ix + pad_left, c] = x[n, iy, ix, c]
+    for n in range(batch):
+        for ty in range(tiles_h):
+            for tx in range(tiles_w):
+                p = (n * tiles_h + ty) * tiles_w + tx
+                y0, x0 = 2 * ty, 2 * tx
+                for i in range(4):
+                    a1, a2, sign = BT_ROWS[i]
+                    sign_a = one * sign
+                    for j in range(4):
+                        b1, b2, sign = BT_ROWS[j]
+                        sign_b = one * sign
+                        k = 4 * i + j
+                        for c in range(channels):  # V[k] = (B^T d B)[i, j] = t[i, b1] + sign_b * t[i, b2]
+                            V[k, p, c] = ((padded[n, y0 + a1, x0 + b1, c] + sign_a * padded[n, y0 + a2, x0 + b1, c])
+                                          + sign_b * (padded[n, y0 + a1, x0 + b2, c]
+                                                      + sign_a * padded[n, y0 + a2, x0 + b2, c]))
+    return V
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def input_transform_backward_numba(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
+    batch, height, width, channels = dx.shape
+    dd = np.empty((4, 4, channels), dtype=dx.dtype)  # one tile's B dV B^T
+    flat = dx.reshape(-1)
+    zero = dx.dtype.type(0)
+    for i in range(flat.size):
+        flat[i] = zero
+    for n in range(batch):
+        for ty in range(tiles_h):
+            for tx in range(tiles_w):
+                p = (n * tiles_h + ty) * tiles_w + tx
+                for c in range(channels):
+                    # t = B dV (rows), then dd = t B^T (columns)
+                    t00 = dV[0, p, c]
+                    t01 = dV[1, p, c]
+                    t02 = dV[2, p, c]
+                    t03 = dV[3, p, c]
+                    t10 = dV[4, p, c] - dV[8, p, c] + dV[12, p, c]
+                    t11 = dV[5, p, c] - dV[9, p, c] + dV[13, p, c]
+                    t12 = dV[6, p, c] - dV[10, p, c] + dV[14, p, c]
+                    t13 = dV[7, p, c] - dV[11, p, c] + dV[15, p, c]
+                    t20 = dV[4, p, c] + dV[8, p, c] - dV[0, p, c]
+                    t21 = dV[5, p, c] + dV[9, p, c] - dV[1, p, c]
+                    t22 = dV[6, p, c] + dV[10, p, c] - dV[2, p, c]
+                    t23 = dV[7, p, c] + dV[11, p, c] - dV[3, p, c]
+                    t30 = -dV[12, p, c]
+                    t31 = -dV[13, p, c]
+                    t32 = -dV[14, p, c]
+                    t33 = -dV[15, p, c]
+                    dd[0, 0, c] = t00
+                    dd[0, 1, c] = t01 - t02 + t03
+                    dd[0, 2, c] = t01 + t02 - t00
+                    dd[0, 3, c] = -t03
+                    dd[1, 0, c] = t10
+                    dd[1, 1, c] = t11 - t12 + t13
+                    dd[1, 2, c] = t11 + t12 - t10
+                    dd[1, 3, c] = -t13
+                    dd[2, 0, c] = t20
+                    dd[2, 1, c] = t21 - t22 + t23
+                    dd[2, 2, c] = t21 + t22 - t20
+                    dd[2, 3, c] = -t23
+                    dd[3, 0, c] = t30
+                    dd[3, 1, c] = t31 - t32 + t33
+                    dd[3, 2, c] = t31 + t32 - t30
+                    dd[3, 3, c] = -t33
+                for a in range(4):
+                    iy = 2 * ty + a - pad_top
+                    if iy < 0 or iy >= height:
+                        continue
+                    for b in range(4):
+                        ix = 2 * tx + b - pad_left
+                        if ix < 0 or ix >= width:
+                            continue
+                        for c in range(channels):
+                            dx[n, iy, ix, c] += dd[a, b, c]
+    return dx
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def output_transform_numba(M, tiles_h, tiles_w, y):
+    batch, out_h, out_w, filters = y.shape
+    one = y.dtype.type(1)
+    for n in range(batch):
+        for ty in range(tiles_h):
+            for tx in range(tiles_w):
+                p = (n * tiles_h + ty) * tiles_w + tx
+                for i in range(2):
+                    oy = 2 * ty + i
+                    if oy >= out_h:
+                        continue
+                    (a0, s), (a1, t), (a2, u) = AT_ROWS[i]
+                    sa0, sa1, sa2 = one * s, one * t, one * u
+                    for j in range(2):
+                        ox = 2 * tx + j
+                        if ox >= out_w:
+                            continue
+                        (b0, s), (b1, t), (b2, u) = AT_ROWS[j]
+                        sb0, sb1, sb2 = one * s, one * t, one * u
+                        for f in range(filters):  # (A^T M A)[i, j]
+                            y[n, oy, ox, f] = (
+                                sa0 * (sb0 * M[4 * a0 + b0, p, f] + sb1 * M[4 * a0 + b1, p, f]
+                                       + sb2 * M[4 * a0 + b2, p, f])
+                                + sa1 * (sb0 * M[4 * a1 + b0, p, f] + sb1 * M[4 * a1 + b1, p, f]
+                                         + sb2 * M[4 * a1 + b2, p, f])
+                                + sa2 * (sb0 * M[4 * a2 + b0, p, f] + sb1 * M[4 * a2 + b1, p, f]
+                                         + sb2 * M[4 * a2 + b2, p, f]))
+    return y
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def output_transform_backward_numba(dy, tiles_h, tiles_w, dM):
+    batch, out_h, out_w, filters = dy.shape
+    zero = dy.dtype.type(0)
+    for n in range(batch):
+        for ty in range(tiles_h):
+            for tx in range(tiles_w):
+                p = (n * tiles_h + ty) * tiles_w + tx
+                oy, ox = 2 * ty, 2 * tx
+                second_row, second_col = oy + 1 < out_h, ox + 1 < out_w
+                for f in range(filters):
+                    y00 = dy[n, oy, ox, f]
+                    y01 = dy[n, oy, ox + 1, f] if second_col else zero
+                    y10 = dy[n, oy + 1, ox, f] if second_row else zero
+                    y11 = dy[n, oy + 1, ox + 1, f] if second_row and second_col else zero
+                    # t = A dY (rows 0..3 of 2), then dM = t A^T (columns 0..3)
+                    t10, t11 = y00 + y10, y01 + y11
+                    t20, t21 = y00 - y10, y01 - y11
+                    dM[0, p, f] = y00
+                    dM[1, p, f] = y00 + y01
+                    dM[2, p, f] = y00 - y01
+                    dM[3, p, f] = -y01
+                    dM[4, p, f] = t10
+                    dM[5, p, f] = t10 + t11
+                    dM[6, p, f] = t10 - t11
+                    dM[7, p, f] = -t11
+                    dM[8, p, f] = t20
+                    dM[9, p, f] = t20 + t21
+                    dM[10, p, f] = t20 - t21
+                    dM[11, p, f] = -t21
+                    dM[12, p, f] = -y10
+                    dM[13, p, f] = -y10 - y11
+                    dM[14, p, f] = y11 - y10
+                    dM[15, p, f] = y11
+    return dM
+
+
+# ---------------------------------------------------------------- dispatchers
+def input_transform(x, pad_top, pad_left, tiles_h, tiles_w, V):
+    """V = B^T d B for every tile of x, written into V (16, P, C). See the module docstring."""
+    return pick(input_transform_numpy, input_transform_numba)(x, pad_top, pad_left, tiles_h, tiles_w, V)
+
+
+def input_transform_backward(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
+    """dx = the adjoint of input_transform applied to dV, written (not added) into dx."""
+    return pick(input_transform_backward_numpy, input_transform_backward_numba)(dV, pad_top, pad_left, tiles_h,
+                                                                                tiles_w, dx)
+
+
+def output_transform(M, tiles_h, tiles_w, y):
+    """y = A^T M A for every tile, written into y (N, OH, OW, F)."""
+    return pick(output_transform_numpy, output_transform_numba)(M, tiles_h, tiles_w, y)
+
+
+def output_transform_backward(dy, tiles_h, tiles_w, dM):
+    """dM = the adjoint of output_transform applied to dy, written into dM (16, P, F)."""
+    return pick(output_transform_backward_numpy, output_transform_backward_numba)(dy, tiles_h, tiles_w, dM)

@@ -1,0 +1,241 @@
+"""The fast path's kernels (padded im2col/col2im, the fused epilogues, the optimizer updates) against their
+NumPy twins, on random inputs of varied shapes, strides, paddings and both dtypes, with ties in the pooling."""
+import numpy as np
+import pytest
+
+from minicnn.kernels import fused
+from minicnn.kernels import im2col as im2col_module
+from minicnn.kernels import optim
+from minicnn.layers.base import window_output_size
+
+DTYPES = [np.float32, np.float64]
+
+CONVS = [  # (N, H, W, C, KH, KW, SH, SW, padding)
+    (2, 5, 5, 1, 3, 3, 1, 1, "valid"),
+    (3, 7, 6, 3, 3, 2, 2, 1, "valid"),
+    (2, 7, 6, 3, 3, 2, 2, 1, "same"),
+    (1, 9, 9, 4, 5, 5, 2, 2, "same"),
+    (2, 8, 5, 2, 4, 4, 3, 2, "same"),  # even kernel: uneven padding (extra row at the bottom)
+    (4, 4, 4, 2, 1, 1, 1, 1, "same"),
+]
+
+
+def tolerance(dtype):
+    return {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-13}
+
+
+def conv_geometry(h, w, kh, kw, sh, sw, padding):
+    out_h, (top, _) = window_output_size(h, kh, sh, padding)
+    out_w, (left, _) = window_output_size(w, kw, sw, padding)
+    return out_h, out_w, top, left
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", CONVS)
+def test_im2col_padded_and_col2im_padded(shape, dtype):
+    n, h, w, c, kh, kw, sh, sw, padding = shape
+    out_h, out_w, top, left = conv_geometry(h, w, kh, kw, sh, sw, padding)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    columns = np.full((n * out_h * out_w, kh * kw * c), np.nan, dtype=dtype)  # must be fully overwritten
+    reference = im2col_module.im2col_padded_numpy(x, columns.copy(), kh, kw, sh, sw, top, left, out_h, out_w)
+    fast = im2col_module.im2col_padded_numba(x, columns, kh, kw, sh, sw, top, left, out_h, out_w)
+    np.testing.assert_array_equal(fast, reference)
+    # and it is the plain im2col of the zero-padded input, the way Conv2D's reference code does it
+    pad_h = window_output_size(h, kh, sh, padding)[1]
+    pad_w = window_output_size(w, kw, sw, padding)[1]
+    padded = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
+    np.testing.assert_array_equal(fast, im2col_module.im2col_numpy(padded, kh, kw, sh, sw, out_h, out_w))
+
+    gradient = rng.standard_normal(reference.shape).astype(dtype)
+    dx_reference = im2col_module.col2im_padded_numpy(gradient, np.full_like(x, np.nan), kh, kw, sh, sw, top, left,
+                                                     out_h, out_w)
+    dx_fast = im2col_module.col2im_padded_numba(gradient, np.full_like(x, np.nan), kh, kw, sh, sw, top, left,
+                                                out_h, out_w)
+    np.testing.assert_allclose(dx_fast, dx_reference, **tolerance(dtype))
+
+
+def test_col2im_padded_is_the_adjoint_of_im2col_padded():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 7, 6, 3))
+    out_h, out_w, top, left = conv_geometry(7, 6, 3, 3, 2, 2, "same")
+    columns = rng.standard_normal((2 * out_h * out_w, 27))
+    left_side = (im2col_module.im2col_padded_numba(x, np.empty_like(columns), 3, 3, 2, 2, top, left, out_h, out_w)
+                 * columns).sum()
+    right_side = (x * im2col_module.col2im_padded_numba(columns, np.empty_like(x), 3, 3, 2, 2, top, left, out_h,
+                                                        out_w)).sum()
+    assert left_side == pytest.approx(right_side, rel=1e-12)
+
+
+POOLS = [  # (N, H, W, F, relu, pool (PH, PW, SH, SW, padding) or None)
+    (2, 6, 6, 5, True, (2, 2, 2, 2, "valid")),
+    (3, 7, 5, 4, True, (2, 2, 2, 2, "valid")),    # odd sizes: the last row/column is dropped
+    (2, 7, 5, 3, False, (2, 2, 2, 2, "valid")),   # pooling without ReLU
+    (2, 7, 8, 3, True, (3, 3, 2, 2, "valid")),    # overlapping windows
+    (2, 7, 5, 6, True, (3, 3, 2, 2, "same")),     # padded, overlapping
+    (1, 5, 5, 2, True, (2, 2, 2, 2, "same")),     # padding only at the bottom/right
+    (2, 6, 7, 3, False, (3, 2, 1, 2, "same")),
+    (2, 5, 4, 17, True, None),                    # ReLU only
+    (2, 5, 4, 3, False, None),                    # bias only
+]
+
+
+def pool_arguments(h, w, relu, pool):
+    if pool is None:
+        return (h, w), (relu, 1, 1, 1, 1, 0, 0)
+    ph, pw, sh, sw, padding = pool
+    out_h, out_w, top, left = conv_geometry(h, w, ph, pw, sh, sw, padding)
+    return (out_h, out_w), (relu, ph, pw, sh, sw, top, left)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOLS)
+@pytest.mark.parametrize("with_ties", [False, True])
+def test_conv_epilogue(case, dtype, with_ties):
+    n, h, w, f, relu, pool = case
+    (out_h, out_w), arguments = pool_arguments(h, w, relu, pool)
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((n, h, w, f)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    if with_ties:  # many equal values (and exact zeros after the ReLU): exercises the first-maximum rule
+        z = np.round(z * 2).astype(dtype)
+        bias = np.round(bias).astype(dtype)
+    z[0, 0, :2, 0] = np.nan  # NaN goes through as the layers' kernels let it (a diverging model must show it)
+    outputs = []
+    for kernel in (fused.conv_epilogue_forward_numpy, fused.conv_epilogue_forward_numba):
+        y = np.full((n, out_h, out_w, f), np.nan, dtype=dtype)
+        argmax = np.full(y.shape, 255, dtype=np.uint8)
+        kernel(z, bias, *arguments, y, argmax)
+        outputs.append((y, argmax))
+    (y, argmax), (y_fast, argmax_fast) = outputs
+    np.testing.assert_array_equal(y_fast, y)
+    np.testing.assert_array_equal(argmax_fast, argmax)
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dz, dz_fast = np.full_like(z, np.nan), np.full_like(z, np.nan)
+    dbias, dbias_fast = np.ones(f, dtype), np.ones(f, dtype)  # the kernels ADD onto dbias
+    fused.conv_epilogue_backward_numpy(dy, y, argmax, *arguments, dz, dbias)
+    fused.conv_epilogue_backward_numba(dy, y, argmax, *arguments, dz_fast, dbias_fast)
+    np.testing.assert_allclose(dz_fast, dz, **tolerance(dtype))  # overlapping windows add in another order
+    np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
+
+
+def test_conv_epilogue_tie_rule_first_maximum_wins():
+    z = np.zeros((1, 2, 2, 2), np.float32)
+    z[0, :, :, 0] = [[1, 3], [3, 3]]   # three-way tie: the first in row-major window order (index 1) wins
+    z[0, :, :, 1] = [[-2, -1], [-1, -3]]  # all negative: after the ReLU all four are 0, the first one wins
+    for kernel in (fused.conv_epilogue_forward_numpy, fused.conv_epilogue_forward_numba):
+        y, argmax = np.empty((1, 1, 1, 2), np.float32), np.empty((1, 1, 1, 2), np.uint8)
+        kernel(z, np.zeros(2, np.float32), True, 2, 2, 2, 2, 0, 0, y, argmax)
+        assert y.ravel().tolist() == [3, 0] and argmax.ravel().tolist() == [1, 0]
+    for kernel in (fused.conv_epilogue_backward_numpy, fused.conv_epilogue_backward_numba):
+        dz, dbias = np.empty_like(z), np.zeros(2, np.float32)
+        kernel(np.ones((1, 1, 1, 2), np.float32), y, argmax, True, 2, 2, 2, 2, 0, 0, dz, dbias)
+        assert dz[0, :, :, 0].tolist() == [[0, 1], [0, 0]]
+        assert not dz[..., 1].any() and dbias.tolist() == [1, 0]  # a ReLU output of 0 passes no gradient
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (16, 64), (7, 33)])
+@pytest.mark.parametrize("relu", [True, False])
+def test_bias_relu(shape, dtype, relu):
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal(shape).astype(dtype)
+    z.ravel()[0] = 0.0
+    z.ravel()[-1] = np.nan
+    bias = rng.standard_normal(shape[1]).astype(dtype)
+    y = fused.bias_relu_forward_numpy(z.copy(), bias, relu)
+    y_fast = fused.bias_relu_forward_numba(z.copy(), bias, relu)
+    np.testing.assert_array_equal(y_fast, y)
+    dy = rng.standard_normal(shape).astype(dtype)
+    dz, dbias = np.full_like(z, np.nan), np.full(shape[1], np.nan, dtype)
+    dz_fast, dbias_fast = np.full_like(z, np.nan), np.full(shape[1], np.nan, dtype)
+    fused.bias_relu_backward_numpy(dy, y, relu, dz, dbias)
+    fused.bias_relu_backward_numba(dy, y, relu, dz_fast, dbias_fast)
+    np.testing.assert_array_equal(dz_fast, dz)
+    np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_optimizer_updates(dtype):
+    rng = np.random.default_rng(4)
+    size = 1001  # not a multiple of the vector width
+    params, grads, m, v, velocity = (rng.standard_normal(size).astype(dtype) for _ in range(5))
+    v = np.abs(v)
+    cast = np.dtype(dtype).type
+    adam = (cast(1e-3), cast(0.1), cast(0.001), cast(1e-7))
+    results = []
+    for kernel in (optim.adam_update_numpy, optim.adam_update_numba):
+        state = [params.copy(), grads, m.copy(), v.copy()]
+        kernel(*state, *adam)
+        results.append(state)
+    for fast, reference in zip(results[1], results[0]):
+        np.testing.assert_allclose(fast, reference, **tolerance(dtype))
+    for nesterov in (False, True):
+        outcome = []
+        for kernel in (optim.sgd_update_numpy, optim.sgd_update_numba):
+            state = [params.copy(), grads, velocity.copy()]
+            kernel(*state, cast(0.01), cast(0.9), nesterov)
+            outcome.append(state)
+        for fast, reference in zip(outcome[1], outcome[0]):
+            np.testing.assert_allclose(fast, reference, **tolerance(dtype))
+
+
+WINOGRAD_CASES = [  # (N, H, W, C, F, padding)
+    (2, 13, 13, 8, 6, "valid"),
+    (3, 7, 6, 3, 5, "same"),
+    (1, 5, 8, 2, 3, "valid"),
+    (2, 6, 6, 4, 4, "same"),
+    (1, 3, 3, 2, 2, "valid"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", WINOGRAD_CASES)
+def test_winograd_transforms(case, dtype):
+    """Each Winograd transform: Numba kernel == NumPy twin, on tile buffers with spare rows (as the fast path
+    pads them); and the whole F(2x2, 3x3) convolution, forward and backward, == Conv2D's reference functions."""
+    from minicnn.kernels import winograd
+    from minicnn.layers.conv2d import conv2d_backward, conv2d_forward
+
+    n, h, w, c, f, padding = case
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    kernel = rng.standard_normal((3, 3, c, f)).astype(dtype)
+    reference, cache = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), padding)
+    out_h, out_w = reference.shape[1:3]
+    top = 1 if padding == "same" else 0
+    tiles_h, tiles_w = winograd.tiles(out_h, out_w)
+    count = n * tiles_h * tiles_w
+    U = winograd.kernel_transform(kernel)
+    np.testing.assert_allclose(U, np.einsum("ai,ijcf,bj->abcf", winograd.G, kernel, winograd.G).reshape(16, c, f),
+                               **tolerance(dtype))
+
+    def close_to(actual, desired):  # Winograd rounds differently from a direct sum: compare to the scale
+        scale = np.abs(desired).max()
+        np.testing.assert_allclose(actual / scale, desired / scale, rtol=0, atol=2e-6 if dtype == np.float32 else 1e-13)
+
+    def both(name, *arguments, out):
+        results = []
+        for suffix in ("numpy", "numba"):
+            buffer = np.full_like(out, 7.0)  # spare rows / untouched entries must stay as they were
+            results.append(getattr(winograd, f"{name}_{suffix}")(*arguments, buffer))
+        np.testing.assert_allclose(results[1], results[0], **tolerance(dtype))
+        return results[1]
+
+    V = both("input_transform", x, top, top, tiles_h, tiles_w, out=np.empty((16, count + 3, c), dtype))
+    assert (V[:, count:] == 7.0).all()
+    M = np.full((16, count + 3, f), 7.0, dtype)
+    M[:, :count] = V[:, :count] @ U
+    y = both("output_transform", M, tiles_h, tiles_w, out=np.empty((n, out_h, out_w, f), dtype))
+    close_to(y, reference)
+
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx_reference, dkernel_reference, _ = conv2d_backward(dy, cache)
+    dM = both("output_transform_backward", dy, tiles_h, tiles_w, out=np.empty((16, count + 3, f), dtype))
+    dkernel = winograd.kernel_transform_backward(V[:, :count].transpose(0, 2, 1) @ dM[:, :count])
+    close_to(dkernel, dkernel_reference)
+    dV = np.full((16, count + 3, c), 7.0, dtype)
+    dV[:, :count] = dM[:, :count] @ U.transpose(0, 2, 1)
+    dx = both("input_transform_backward", dV, top, top, tiles_h, tiles_w, out=np.empty_like(x))
+    close_to(dx, dx_reference)
