@@ -1,0 +1,383 @@
+"""Convert models between minicnn and Keras 3, and load models trained and saved with Keras (.keras files).
+
+    keras_model = to_keras(model)                   # minicnn Sequential -> keras.Sequential, same weights
+    model       = from_keras(keras_model)           # keras.Sequential (or a linear functional model) -> minicnn
+    model       = load_keras_model("digits.keras")  # keras.saving.load_model + from_keras
+
+Layer by layer (both directions)::
+
+    minicnn                                     Keras 3
+    Conv2D(filters, kernel_size, strides,       Conv2D(..., data_format="channels_last", dilation_rate=1, groups=1)
+           padding)                             kernel (KH, KW, C_in, C_out) and bias (C_out,): the same arrays
+    Dense(units)                                Dense(units); kernel (D_in, D_out), bias (D_out,): the same arrays
+    MaxPool2D(pool_size, strides, padding)      MaxPooling2D(pool_size, strides, padding)
+    Flatten()                                   Flatten() (channels_last: both flatten NHWC in the same order)
+    ReLU()                                      ReLU(), Activation("relu"), or activation="relu" on Conv2D/Dense
+    Softmax()                                   Softmax(axis=-1), Activation("softmax"), or activation="softmax"
+
+minicnn keeps activations as separate layers: Keras's ``Dense(64, activation="relu")`` becomes ``Dense(64)`` and
+``ReLU()``. ``to_keras`` fuses them back by default (``fuse_activations=False`` emits ``keras.layers.ReLU`` and
+``keras.layers.Softmax`` instead).
+
+From Keras, ``InputLayer`` and ``activation="linear"`` are dropped silently; layers that are the identity at
+inference (Dropout, SpatialDropout2D, GaussianDropout, GaussianNoise, AlphaDropout) are skipped with an
+``InteropWarning``: predictions are unchanged, but training the converted model further in minicnn runs
+without them. ``use_bias=False`` becomes a zero bias (with a warning: minicnn will train it). Any other layer
+or setting raises ``UnsupportedLayerError`` naming the layer.
+
+minicnn itself never imports Keras: this module imports it only when one of its functions is called. When
+neither ``KERAS_BACKEND`` nor an importable backend configured in ``~/.keras/keras.json`` is there, it selects
+the JAX backend (the project's reference).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from minicnn.errors import MiniCNNError, ModelFileError
+
+
+class UnsupportedLayerError(MiniCNNError, ValueError):
+    """A Keras layer (or a setting of one) that minicnn cannot reproduce exactly."""
+
+
+class InteropWarning(UserWarning):
+    """A Keras layer was skipped or changed in a way that leaves predictions exactly the same."""
+
+
+_BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "numpy",
+                    "openvino": "openvino"}
+
+
+def _configured_backend():
+    """The backend ~/.keras/keras.json (or $KERAS_HOME/keras.json) names; Keras's default is tensorflow."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as file:
+            return str(json.load(file).get("backend", "tensorflow"))
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
+def _import_keras():
+    """Import Keras 3, picking the JAX backend when no usable backend is configured. Raises a clear ImportError."""
+    if "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ:
+        module = _BACKEND_MODULES.get(_configured_backend(), "tensorflow")
+        if importlib.util.find_spec(module) is None and importlib.util.find_spec("jax") is not None:
+            os.environ["KERAS_BACKEND"] = "jax"
+    try:
+        import keras
+    except ImportError as error:
+        raise ImportError(
+            f"minicnn.interop needs Keras 3 and a backend ({error}). Install them with "
+            "`pip install 'minicnn[test]'` (Keras 3 + JAX) and set KERAS_BACKEND=jax.") from error
+    if int(keras.__version__.split(".")[0]) < 3:
+        raise ImportError(f"minicnn.interop needs Keras 3, found Keras {keras.__version__}")
+    return keras
+
+
+def _check_float64(keras):
+    """JAX silently computes float64 arrays in float32 unless x64 is enabled: refuse instead of being wrong."""
+    if keras.backend.backend() == "jax":
+        import jax
+        if not jax.config.read("jax_enable_x64"):
+            raise MiniCNNError(
+                "a float64 Keras model on the JAX backend needs 64-bit JAX: call "
+                "jax.config.update('jax_enable_x64', True) (or set JAX_ENABLE_X64=1) before converting, "
+                "or convert a float32 model (model.clone(dtype='float32')).")
+
+
+# ---------------------------------------------------------------------------------------------- minicnn -> Keras
+def to_keras(model, fuse_activations=True):
+    """A ``keras.Sequential`` that computes what the minicnn ``model`` computes, with copies of its weights.
+
+    The Keras model has the minicnn model's dtype (float32 or float64; float64 on JAX needs jax_enable_x64),
+    its layer names and its input shape. With ``fuse_activations`` (the default) a ReLU or Softmax that follows a
+    Conv2D or Dense layer becomes that layer's ``activation=``, as Keras users write it; otherwise it stays a
+    separate ``keras.layers.ReLU`` / ``keras.layers.Softmax``. The Keras model is not compiled.
+    """
+    keras = _import_keras()
+    from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
+
+    if not model.built:
+        model.build()
+    dtype = model.dtype.name
+    if dtype == "float64":
+        _check_float64(keras)
+    keras_layers, weighted = [], []
+    layers = model.layers
+    index = 0
+    while index < len(layers):
+        layer = layers[index]
+        following = layers[index + 1] if index + 1 < len(layers) else None
+        common = {"name": layer.name, "dtype": dtype}
+        kind = type(layer)
+        if kind in (Conv2D, Dense):
+            # Built with zeros (the weights are overwritten below): Keras's random initializers would compile a
+            # JAX kernel for every new weight shape, seconds per model. The minicnn initializers are put back after.
+            common.update(kernel_initializer="zeros", bias_initializer="zeros")
+            activation = None
+            if fuse_activations and type(following) in (ReLU, Softmax):
+                activation = "relu" if type(following) is ReLU else "softmax"
+                index += 1
+            if kind is Conv2D:
+                keras_layer = keras.layers.Conv2D(layer.filters, layer.kernel_size, strides=layer.strides,
+                                                  padding=layer.padding, activation=activation, **common)
+            else:
+                keras_layer = keras.layers.Dense(layer.units, activation=activation, **common)
+            weighted.append((keras_layer, layer))
+        elif kind is MaxPool2D:
+            keras_layer = keras.layers.MaxPooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding,
+                                                    **common)
+        elif kind is Flatten:
+            keras_layer = keras.layers.Flatten(**common)
+        elif kind is ReLU:
+            keras_layer = keras.layers.ReLU(**common)
+        elif kind is Softmax:
+            keras_layer = keras.layers.Softmax(axis=-1, **common)
+        else:
+            raise UnsupportedLayerError(f"to_keras: no Keras equivalent known for layer {layer.name!r} "
+                                        f"({kind.__name__})")
+        keras_layers.append(keras_layer)
+        index += 1
+    keras_model = keras.Sequential([keras.Input(shape=tuple(model.input_shape), dtype=dtype), *keras_layers],
+                                   name=model.name)
+    for keras_layer, layer in weighted:
+        keras_layer.set_weights([np.array(p.value, dtype=dtype) for p in layer.parameters()])
+        keras_layer.kernel_initializer = keras.initializers.get(layer.kernel_initializer)
+        keras_layer.bias_initializer = keras.initializers.get(layer.bias_initializer)
+    return keras_model
+
+
+# ---------------------------------------------------------------------------------------------- Keras -> minicnn
+def _identity_at_inference(keras):
+    names = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
+             "GaussianNoise", "AlphaDropout")
+    return tuple(getattr(keras.layers, name) for name in names if hasattr(keras.layers, name))
+
+
+def _layer_chain(keras, keras_model):
+    """The layers of a Sequential model (nested Sequentials expanded), or of a functional model that is a chain."""
+    if isinstance(keras_model, keras.Sequential):
+        layers = []
+        for layer in keras_model.layers:
+            layers += _layer_chain(keras, layer) if isinstance(layer, keras.Sequential) else [layer]
+        return layers
+    if not isinstance(keras_model, keras.Model):
+        raise TypeError(f"from_keras expects a keras.Sequential or keras.Model, got {type(keras_model).__name__}")
+    not_a_chain = UnsupportedLayerError(
+        f"from_keras: model {keras_model.name!r} is not a simple stack of layers (one input, one output, each "
+        "layer feeding the next); minicnn only has Sequential models")
+    try:
+        inputs, outputs = keras_model.inputs, keras_model.outputs
+    except (AttributeError, ValueError):
+        raise not_a_chain from None
+    if not inputs or len(inputs) != 1 or len(outputs) != 1:
+        raise not_a_chain
+    tensor, layers = inputs[0], []
+    for layer in keras_model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            if len(layer._inbound_nodes) != 1 or layer.input is not tensor:
+                raise not_a_chain
+        except (AttributeError, ValueError):
+            raise not_a_chain from None
+        tensor = layer.output
+        layers.append(layer)
+    if tensor is not outputs[0]:
+        raise not_a_chain
+    return layers
+
+
+def _input_shape(keras_model, input_shape):
+    if input_shape is not None:
+        return tuple(int(d) for d in input_shape)
+    try:
+        shape = tuple(keras_model.input_shape)[1:]
+    except (AttributeError, ValueError):
+        shape = None
+    if not shape or any(d is None for d in shape):
+        raise UnsupportedLayerError(
+            f"from_keras: the input shape of model {keras_model.name!r} is not fully known ({shape}); pass "
+            "input_shape=(height, width, channels)")
+    return tuple(int(d) for d in shape)
+
+
+def _activation_layer(activation, where):
+    """'relu' -> ReLU(), 'softmax' -> Softmax(), 'linear'/None -> None; anything else is an error."""
+    from minicnn.layers import ReLU, Softmax
+
+    if activation in (None, "linear"):
+        return None
+    if activation == "relu":
+        return ReLU()
+    if activation == "softmax":
+        return Softmax()
+    raise UnsupportedLayerError(f"from_keras: {where} uses activation {activation!r}; minicnn has 'relu' and "
+                                "'softmax' (and 'linear')")
+
+
+def _activation_name(keras, function):
+    """'relu', 'softmax' or 'linear' for Keras's own activation functions; otherwise the function's name."""
+    known = {keras.activations.relu: "relu", keras.activations.softmax: "softmax", keras.activations.linear: "linear"}
+    if function is None:
+        return None
+    try:
+        return known[function]
+    except (KeyError, TypeError):
+        return getattr(function, "__name__", repr(function)) + " (not Keras's relu/softmax/linear)"
+
+
+def _check_setting(condition, where, setting):
+    if not condition:
+        raise UnsupportedLayerError(f"from_keras: {where} has {setting}, which minicnn does not support")
+
+
+def _weights(keras, keras_layer, where):
+    """[kernel, bias] of a Conv2D/Dense layer as NumPy arrays (LoRA merged; a missing bias becomes zeros)."""
+    policy = getattr(keras_layer, "dtype_policy", None)
+    if getattr(policy, "quantization_mode", None):
+        raise UnsupportedLayerError(f"from_keras: {where} is quantized ({policy.quantization_mode}); "
+                                    "minicnn needs float weights")
+    kernel = _to_numpy(keras, keras_layer.kernel)
+    if keras_layer.use_bias:
+        bias = _to_numpy(keras, keras_layer.bias)
+    else:
+        warnings.warn(f"from_keras: {where} has use_bias=False; minicnn gives it a bias of zeros (same outputs), "
+                      "which training in minicnn will then update", InteropWarning, stacklevel=3)
+        bias = np.zeros(kernel.shape[-1], dtype=kernel.dtype)
+    return [kernel, bias]
+
+
+def _to_numpy(keras, tensor):
+    """A NumPy copy of a Keras variable (or of the tensor a LoRA layer's kernel property computes). The variable's
+    backend value is converted, not the Variable itself (whose __array__ NumPy 2 warns about)."""
+    return np.array(keras.ops.convert_to_numpy(getattr(tensor, "value", tensor)))
+
+
+def _model_dtype(keras, layers):
+    dtypes = {np.dtype(keras.backend.standardize_dtype(v.dtype)) for layer in layers for v in layer.weights}
+    return "float64" if dtypes and dtypes <= {np.dtype(np.float64)} else "float32"
+
+
+def from_keras(keras_model, dtype=None, input_shape=None):
+    """A minicnn Sequential that computes what ``keras_model`` computes, with copies of its weights.
+
+    ``keras_model``: a ``keras.Sequential`` or a functional ``keras.Model`` that is a plain stack of layers.
+    ``dtype``: "float32" or "float64"; default: float64 if the Keras weights are float64, else float32.
+    ``input_shape``: (height, width, channels), only needed when the Keras model does not know its own.
+    Raises ``UnsupportedLayerError`` for a layer or setting minicnn cannot reproduce exactly.
+    """
+    keras = _import_keras()
+    from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
+    from minicnn.model import Sequential
+
+    layers = _layer_chain(keras, keras_model)
+    shape = _input_shape(keras_model, input_shape)
+    dtype = dtype or _model_dtype(keras, layers)
+    skipped_silently = (keras.layers.InputLayer,) + ((keras.layers.Identity,) if hasattr(keras.layers, "Identity")
+                                                     else ())
+    identity_at_inference = _identity_at_inference(keras)
+    taken = set()
+
+    def unique(name):
+        name, base, count = str(name), str(name), 0
+        while name in taken:
+            count += 1
+            name = f"{base}_{count}"
+        taken.add(name)
+        return name
+
+    minicnn_layers, weights = [], []
+
+    def add(layer, name):
+        layer.name = unique(name)
+        minicnn_layers.append(layer)
+
+    def add_activation(activation, owner, where):
+        layer = _activation_layer(activation, where)
+        if layer is not None:
+            add(layer, f"{owner}_{activation}")
+
+    # Layer attributes are read directly: get_config() would import TensorFlow whenever it is installed.
+    for keras_layer in layers:
+        kind = type(keras_layer)
+        name = keras_layer.name
+        where = f"layer {name!r} ({kind.__name__})"
+        if kind in skipped_silently:
+            continue
+        if kind in identity_at_inference:
+            warnings.warn(f"from_keras: skipped {where}: it is the identity at inference, so predictions are "
+                          "unchanged, but minicnn has no such layer and training this model further in minicnn "
+                          "runs without it", InteropWarning, stacklevel=2)
+            continue
+        if kind in (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.Flatten):
+            data_format = getattr(keras_layer, "data_format", "channels_last")
+            _check_setting(data_format in ("channels_last", None), where, f"data_format={data_format!r}")
+        if kind in (keras.layers.Conv2D, keras.layers.MaxPooling2D):
+            _check_setting(keras_layer.padding in ("valid", "same"), where, f"padding={keras_layer.padding!r}")
+        if kind is keras.layers.Conv2D:
+            dilation = tuple(keras_layer.dilation_rate)
+            _check_setting(dilation == (1, 1), where, f"dilation_rate={dilation}")
+            _check_setting(keras_layer.groups == 1, where, f"groups={keras_layer.groups}")
+            add(Conv2D(keras_layer.filters, tuple(keras_layer.kernel_size), strides=tuple(keras_layer.strides),
+                       padding=keras_layer.padding), name)
+            weights += _weights(keras, keras_layer, where)
+            add_activation(_activation_name(keras, keras_layer.activation), name, where)
+        elif kind is keras.layers.Dense:
+            add(Dense(keras_layer.units), name)
+            weights += _weights(keras, keras_layer, where)
+            add_activation(_activation_name(keras, keras_layer.activation), name, where)
+        elif kind is keras.layers.MaxPooling2D:
+            strides = keras_layer.strides or keras_layer.pool_size
+            add(MaxPool2D(tuple(keras_layer.pool_size), strides=tuple(strides), padding=keras_layer.padding), name)
+        elif kind is keras.layers.Flatten:
+            add(Flatten(), name)
+        elif kind is keras.layers.ReLU:
+            max_value, slope, threshold = keras_layer.max_value, keras_layer.negative_slope, keras_layer.threshold
+            _check_setting(max_value is None and not slope and not threshold, where,
+                           f"max_value={max_value}, negative_slope={slope}, threshold={threshold} "
+                           "(minicnn's ReLU is max(x, 0))")
+            add(ReLU(), name)
+        elif kind is keras.layers.Softmax:
+            axis = keras_layer.axis
+            _check_setting(axis in (-1, [-1], (-1,)), where, f"axis={axis} (minicnn's Softmax uses the last axis)")
+            add(Softmax(), name)
+        elif kind is keras.layers.Activation:
+            layer = _activation_layer(_activation_name(keras, keras_layer.activation), where)
+            if layer is not None:
+                add(layer, name)
+        else:
+            raise UnsupportedLayerError(
+                f"from_keras: {where} has no minicnn equivalent. minicnn supports Conv2D, Dense, MaxPooling2D, "
+                "Flatten, ReLU, Softmax and Activation('relu'/'softmax'/'linear'), skips InputLayer and "
+                "Dropout-like layers, and refuses anything else rather than compute something different.")
+
+    model = Sequential(minicnn_layers, input_shape=shape, dtype=dtype, name=keras_model.name)
+    model.set_weights(weights)
+    return model
+
+
+def load_keras_model(path, dtype=None, input_shape=None, safe_mode=True):
+    """Load a model trained and saved with Keras (``model.save("digits.keras")``) as a minicnn Sequential.
+
+    The file is read with ``keras.saving.load_model(path, compile=False, safe_mode=safe_mode)`` (safe mode refuses
+    to run code stored in the file), then converted with ``from_keras`` (see there for ``dtype`` and
+    ``input_shape``). The Keras optimizer state is not carried over: compile the minicnn model to train it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such Keras model file")
+    keras = _import_keras()
+    try:
+        keras_model = keras.saving.load_model(str(path), compile=False, safe_mode=safe_mode)
+    except (ValueError, TypeError, OSError, KeyError) as error:
+        raise ModelFileError(f"{path}: Keras could not load this model: {error}") from error
+    return from_keras(keras_model, dtype=dtype, input_shape=input_shape)
