@@ -33,7 +33,7 @@ def _from_environment() -> str:
 _current = _from_environment()
 
 
-def kernels() -> str:
+def current_kernels() -> str:
     """The implementation in use: ``"numba"`` or ``"numpy"``."""
     return _current
 

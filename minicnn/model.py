@@ -303,6 +303,9 @@ class Sequential:
         history = History()
         try:
             for epoch in range(epochs):
+                for callback in callbacks:
+                    if hasattr(callback, "on_epoch_begin"):
+                        callback.on_epoch_begin(self, epoch)
                 order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
                 progress = EpochProgress(epoch, epochs, steps, verbose)
                 loss_total, correct_total, seen = 0.0, 0, 0
@@ -325,7 +328,8 @@ class Sequential:
                     logs["val_loss"], logs["val_accuracy"] = self.evaluate(x_val, y_val, verbose=0)
                 progress.close(logs)
                 history.record(epoch, logs)
-                if any(callback.on_epoch_end(self, epoch, logs) for callback in callbacks):
+                if any([callback.on_epoch_end(self, epoch, logs) for callback in callbacks
+                        if hasattr(callback, "on_epoch_end")]):
                     break
         except KeyboardInterrupt:
             history.interrupted = True

@@ -246,3 +246,27 @@ def test_ctrl_c_stops_fit_cleanly(monkeypatch):
     history = model.fit(x, y, epochs=3, batch_size=8, verbose=0)
     assert history.interrupted and history.epoch == [0]
     assert model.optimizer.iterations == 5
+
+
+# ---------------------------------------------------------------- callbacks
+def test_learning_rate_scheduler_and_reduce_on_plateau():
+    x, y = random_data(32)
+    model = tiny_model()
+    model.compile(minicnn.optimizers.Adam(1e-2))
+    seen = []
+
+    class Record:
+        def on_epoch_end(self, model, epoch, logs):
+            seen.append(model.optimizer.learning_rate)
+
+    schedule = minicnn.callbacks.LearningRateScheduler(lambda epoch, lr: 1e-2 * 0.5 ** epoch)
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[schedule, Record()])
+    assert seen == pytest.approx([1e-2, 5e-3, 2.5e-3])
+
+    plateau = minicnn.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.1, patience=1, verbose=False)
+    model.optimizer.learning_rate = 1.0
+    for epoch, loss in enumerate([1.0, 0.5, 0.6, 0.7]):
+        plateau.on_epoch_end(model, epoch, {"loss": loss})
+    assert model.optimizer.learning_rate == pytest.approx(0.01)  # two epochs without improvement, patience 1
+    with pytest.raises(KeyError, match="val_loss"):
+        minicnn.callbacks.ReduceLROnPlateau().on_epoch_end(model, 0, {"loss": 1.0})
