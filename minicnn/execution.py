@@ -32,7 +32,8 @@ float32 rounding; the tests check it) with three tricks, none of which changes t
    whole network with its own workspace and its own gradient buffer; the gradient buffers are summed once per
    step. The Numba kernels are serial and release the GIL (``nogil=True``); BLAS is held to one thread while
    minicnn trains or splits a batch (threadpoolctl), because BLAS's own threads would fight ours for the same
-   cores. (Predicting a handful of images runs on one thread and leaves BLAS its threads.)
+   cores. (Predicting a handful of images runs on one thread, BLAS still held to one thread: products that
+   small gain nothing from BLAS's threads, and waking them costs milliseconds.)
 
 Every other layer (Flatten, a lone ReLU or MaxPool2D, a Softmax in the middle, ...) runs as itself
 (``LayerStep``). ``Sequential(..., fuse=False)`` (or ``MINICNN_FUSE=0``) runs every layer as itself, the
@@ -524,8 +525,10 @@ class Engine:
     def outputs(self, x, logits_only=False):
         """The model's outputs (or logits) for a prepared batch, split over threads; a new array."""
         parts = split(len(x), resolve_threads(self.model.threads))
-        if len(parts) == 1:  # a few images (one at a time, say): let BLAS use its threads on the products
-            with self._lock:
+        # BLAS is held to one thread here too, even for one image: a product that small gains nothing from
+        # BLAS's threads, and waking them (on a busy machine) made a one-image predict ~20x slower.
+        if len(parts) == 1:
+            with self._lock, ONE_BLAS_THREAD:
                 return np.array(self._outputs(x, logits_only, self._workspace(0)))
         with self._lock, ONE_BLAS_THREAD:
             self._workspace(len(parts) - 1)  # (made here, before the threads start)
