@@ -1,5 +1,6 @@
 """Shared test helpers: where the real data sets are."""
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,11 @@ def mnist():
     (x_train, y_train), (x_test, y_test) = mnist_loader.load_mnist(data_dir=directory, verbose=False)
     return ((mnist_loader.to_float32(x_train, add_channel_axis=True), y_train),
             (mnist_loader.to_float32(x_test, add_channel_axis=True), y_test))
+
+
+def closed_port_url():
+    """A URL on 127.0.0.1 whose port nothing listens on (connections are refused at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"

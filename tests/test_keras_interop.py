@@ -6,41 +6,25 @@ itself never imports Keras.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import numpy as np
+import pytest
+from keras_reference import jax, keras, scaled_error, x64_enabled
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-keras = pytest.importorskip("keras")
-if keras.backend.backend() != "jax":
-    pytest.skip(f"these tests run on Keras's JAX backend (KERAS_BACKEND={keras.backend.backend()})",
-                allow_module_level=True)
-jax = pytest.importorskip("jax")
-
-import minicnn  # noqa: E402
-from minicnn.errors import MiniCNNError, ModelFileError  # noqa: E402
-from minicnn.interop import InteropWarning, UnsupportedLayerError, from_keras, load_keras_model, to_keras  # noqa: E402
-from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax  # noqa: E402
+import minicnn
+from minicnn.errors import MiniCNNError, ModelFileError
+from minicnn.interop import InteropWarning, UnsupportedLayerError, from_keras, load_keras_model, to_keras
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
 
 FLOAT32_PREDICTIONS = 5e-6  # scaled error of float32 predictions (docs/keras-parity.md)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def jax_x64():
-    previous = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-
-
-def scaled_error(actual, expected):
-    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+    with x64_enabled():
+        yield
 
 
 def digit_like_images(rng, count, size=28):

@@ -22,22 +22,16 @@ from __future__ import annotations
 import json
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+import numpy as np
+import pytest
+from keras_reference import jax, keras, scaled_error, x64_enabled
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import jax.numpy as jnp  # after keras_reference, which skips this module when JAX is missing
 
-keras = pytest.importorskip("keras")
-if keras.backend.backend() != "jax":
-    pytest.skip(f"the parity suite runs on Keras's JAX backend (KERAS_BACKEND={keras.backend.backend()})",
-                allow_module_level=True)
-jax = pytest.importorskip("jax")
-import jax.numpy as jnp  # noqa: E402
-
-import minicnn  # noqa: E402
-from minicnn.interop import to_keras  # noqa: E402
-from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax  # noqa: E402
-from minicnn.optimizers import Adam  # noqa: E402
+import minicnn
+from minicnn.interop import to_keras
+from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
+from minicnn.optimizers import Adam
 
 # Tolerances on scaled_error, per dtype and per quantity (see docs/keras-parity.md for the reasons).
 TOLERANCES = {
@@ -57,10 +51,8 @@ MEASURED = []
 def jax_x64():
     """float64 in JAX needs x64 (a global switch): on for this module, then restored. float32 stays float32
     because every array, layer, loss and optimizer gets its dtype explicitly (and the tests check it)."""
-    previous = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+    with x64_enabled():
+        yield
     if os.environ.get("MINICNN_PARITY_LOG"):
         with open(os.environ["MINICNN_PARITY_LOG"], "w") as file:
             json.dump(MEASURED, file, indent=0)
@@ -77,17 +69,6 @@ def dtype(request):
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def scaled_error(actual, expected, percentile=100):
-    """max |actual - expected| / max |expected| (or that percentile of the differences instead of their max)."""
-    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    if expected.size == 0:
-        return 0.0
-    difference = np.abs(actual - expected)
-    difference = np.max(difference) if percentile == 100 else np.percentile(difference, percentile)
-    return float(difference / max(np.max(np.abs(expected)), 1e-30))
-
-
 def assert_close(actual, expected, dtype, quantity, what, percentile=100):
     error = scaled_error(actual, expected, percentile)
     tolerance = TOLERANCES[dtype][quantity]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 import mnist_loader
+from conftest import closed_port_url
 from mnist_loader import (
     DataNotFound,
     DatasetError,
@@ -69,13 +69,6 @@ def fashion_dir() -> Path:
     """The directory with the four real Fashion-MNIST .gz files."""
     return _dataset_dir("fashion-mnist")
 
-
-def closed_port_url() -> str:
-    """A URL on 127.0.0.1 whose port nothing listens on (connections are refused at once)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture(autouse=True)

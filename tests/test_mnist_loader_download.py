@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import closed_port_url
 from mnist_loader import DataNotFound, DatasetError, load_dataset, locate_files
 from mnist_loader.__main__ import main as cli_main
 from mnist_loader.catalog import MNIST
@@ -102,13 +102,6 @@ def server(real_files):
 def url(server, prefix: str) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}/{prefix}/"
 
-
-def closed_port_url() -> str:
-    """A URL on 127.0.0.1 whose port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture(autouse=True)
