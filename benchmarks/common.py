@@ -15,6 +15,7 @@ All take 28x28x1 images and are trained with Adam(1e-3) on sparse categorical cr
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -70,6 +71,12 @@ def random_batches(batch, count=BATCH_POOL, seed=SEED):
     rng = np.random.default_rng(seed + batch)
     return [(rng.random((batch, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, batch).astype(np.int64))
             for _ in range(count)]
+
+
+def cycling_step(batches, train_on):
+    """A no-argument step function: each call trains with ``train_on(x, y)`` on the next batch, round and round."""
+    upcoming = itertools.cycle(batches)
+    return lambda: train_on(*next(upcoming))
 
 
 # ---------------------------------------------------------------- the same networks in PyTorch and Keras

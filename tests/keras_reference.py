@@ -35,3 +35,16 @@ def scaled_error(actual, expected, percentile=100):
     difference = np.abs(actual - expected)
     difference = np.max(difference) if percentile == 100 else np.percentile(difference, percentile)
     return float(difference / max(np.max(np.abs(expected)), 1e-30))
+
+
+def digit_like_input(rng, count, size=28, dtype=np.float64):
+    """MNIST-like images: a black background (exact zeros, so convolutions produce exact ties) with bright
+    strokes (many pixels exactly 1.0) and soft edges."""
+    images = np.zeros((count, size, size, 1), dtype=dtype)
+    for image in images:
+        for _ in range(3):
+            top, left = rng.integers(3, size - 10, size=2)
+            height, width = rng.integers(2, 8, size=2)
+            image[top:top + height, left:left + width, 0] = 1.0
+            image[top - 1, left:left + width, 0] = rng.uniform(0.2, 0.8, size=width)
+    return images

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from keras_reference import jax, keras, scaled_error, x64_enabled
+from keras_reference import digit_like_input, jax, keras, scaled_error, x64_enabled
 
 import minicnn
 from minicnn.errors import MiniCNNError, ModelFileError
@@ -25,17 +25,6 @@ FLOAT32_PREDICTIONS = 5e-6  # scaled error of float32 predictions (docs/keras-pa
 def jax_x64():
     with x64_enabled():
         yield
-
-
-def digit_like_images(rng, count, size=28):
-    images = np.zeros((count, size, size, 1), dtype=np.float32)
-    for image in images:
-        for _ in range(3):
-            top, left = rng.integers(3, size - 10, size=2)
-            height, width = rng.integers(2, 8, size=2)
-            image[top:top + height, left:left + width, 0] = 1.0
-            image[top - 1, left:left + width, 0] = rng.uniform(0.2, 0.8, size=width)
-    return images
 
 
 def layer_summary(model):
@@ -124,7 +113,7 @@ def test_keras_model_trained_and_saved_loads_with_the_same_predictions(tmp_path)
     minicnn: same predictions, in float32 and in float64."""
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(2)
-    x, y = digit_like_images(rng, 64), rng.integers(0, 10, 64)
+    x, y = digit_like_input(rng, 64, dtype=np.float32), rng.integers(0, 10, 64)
     keras_model = report_model()
     keras_model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = keras_model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
@@ -136,7 +125,7 @@ def test_keras_model_trained_and_saved_loads_with_the_same_predictions(tmp_path)
         model = load_keras_model(path)
     assert [type(layer) for layer in model.layers] == [Conv2D, ReLU, MaxPool2D, Flatten, Dense, ReLU, Dense, Softmax]
     assert model.dtype == np.float32 and model.input_shape == (28, 28, 1)
-    x_test = digit_like_images(rng, 16)
+    x_test = digit_like_input(rng, 16, dtype=np.float32)
     expected = keras_model.predict(x_test, verbose=0)
     predictions = model.predict(x_test)
     assert scaled_error(predictions, expected) < FLOAT32_PREDICTIONS

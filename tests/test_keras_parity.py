@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 import pytest
-from keras_reference import jax, keras, scaled_error, x64_enabled
+from keras_reference import digit_like_input, jax, keras, scaled_error, x64_enabled
 
 import jax.numpy as jnp  # after keras_reference, which skips this module when JAX is missing
 
@@ -88,19 +88,6 @@ def relu_input(rng, shape):
     x = rng.standard_normal(shape)
     x[rng.random(shape) < 0.2] = 0.0
     return x
-
-
-def digit_like_input(rng, count, size=28):
-    """MNIST-like images: a black background (exact zeros, so convolutions produce exact ties) with bright
-    strokes (many pixels exactly 1.0) and soft edges."""
-    images = np.zeros((count, size, size, 1))
-    for image in images:
-        for _ in range(3):
-            top, left = rng.integers(3, size - 10, size=2)
-            height, width = rng.integers(2, 8, size=2)
-            image[top:top + height, left:left + width, 0] = 1.0
-            image[top - 1, left:left + width, 0] = rng.uniform(0.2, 0.8, size=width)
-    return images
 
 
 def randomize_biases(model, rng, low=-0.1, high=0.1):

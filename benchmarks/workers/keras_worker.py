@@ -91,15 +91,8 @@ class KerasBackend:
     def train_step(self, model, batch):
         network = self.build(model)
         self.trained.setdefault(model, network)
-        batches = common.random_batches(batch)
-        state = {"i": 0}
-
-        def step():
-            x, y = batches[state["i"] % len(batches)]
-            state["i"] += 1
-            network.train_on_batch(x, y)  # returns the loss as a Python float: waits for the step to finish
-
-        return step
+        # train_on_batch returns the loss as a Python float: it waits for the step to finish
+        return common.cycling_step(common.random_batches(batch), network.train_on_batch)
 
     def predictor(self, model, batch):
         network = self.trained.get(model) or self.build(model)

@@ -99,15 +99,7 @@ class MinicnnBackend:
     def train_step(self, model, batch):
         network = self.build(model)
         self.trained.setdefault(model, network)
-        batches = common.random_batches(batch)
-        state = {"i": 0}
-
-        def step():
-            x, y = batches[state["i"] % len(batches)]
-            state["i"] += 1
-            network.train_step(x, y)
-
-        return step
+        return common.cycling_step(common.random_batches(batch), network.train_step)
 
     def predictor(self, model, batch):
         network = self.trained.get(model) or self.build(model)

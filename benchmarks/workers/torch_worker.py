@@ -68,17 +68,14 @@ class TorchBackend:
         optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
         loss_fn = torch.nn.functional.cross_entropy
         batches = [(self.tensor(x), torch.from_numpy(y)) for x, y in common.random_batches(batch)]
-        state = {"i": 0}
 
-        def step():
-            x, y = batches[state["i"] % len(batches)]
-            state["i"] += 1
+        def train_on(x, y):
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(network(x), y)
             loss.backward()
             optimizer.step()
 
-        return step
+        return common.cycling_step(batches, train_on)
 
     def predictor(self, model, batch):
         torch = self.torch
