@@ -622,10 +622,13 @@ def targets(summary, fresh, memory):
     check("seed CNN single-image predict latency: no worse than PyTorch eager (ratio >= 1.0)",
           ratio("latency1", "torch"), 1.0, missing("minicnn", "torch"))
     warm = fresh.get("minicnn", {}).get("warm", {}).get("total_s", {}).get("median")
-    empty = fresh.get("minicnn", {}).get("empty", {}).get("total_s", {}).get("median")
+    # The first small predict of a process runs on the NumPy twins (minicnn/backend.py: tiered start) and compiles
+    # nothing; the second loads Numba and compiles the kernels when the cache is empty. So the first-run-ever
+    # figure is taken through the second predict: it includes compiling every kernel a prediction uses.
+    empty = fresh.get("minicnn", {}).get("empty", {}).get("through_second_s", {}).get("median")
     check("fresh process import+load+predict, warm JIT cache: <= 0.5 s", warm, 0.5, None, "{:.3f} s", True)
-    check("fresh process import+load+predict, empty JIT cache (first run ever): <= 10 s", empty, 10.0, None,
-          "{:.2f} s", True)
+    check("fresh process import+load+predict twice (the second compiles the kernels), empty JIT cache "
+          "(first run ever): <= 10 s", empty, 10.0, None, "{:.2f} s", True)
     peak = memory.get("seed", {}).get("minicnn", {}).get("peak_rss_mb")
     check("peak memory training the seed CNN at batch 128: <= 500 MB", peak, 500.0, None, "{:.0f} MB", True)
     return lines
@@ -756,13 +759,18 @@ def markdown(result):
     if fresh:
         out += ["## Fresh process: import + load a saved seed CNN + predict one image", "",
                 "Timed inside the new process from its first line (import, load, predict; total = their sum). "
-                "Process wall = from starting the interpreter to its exit, as the parent saw it. minicnn's JIT "
+                "Second predict = one more one-image predict right after: minicnn (Numba) runs the FIRST small "
+                "predict of a process on its NumPy twins without importing Numba (tiered start, "
+                "minicnn/backend.py), so the second one pays for importing Numba and loading its kernels from the "
+                "JIT cache, or compiling them when the cache is empty; every later predict is fast. "
+                "Process wall = from starting the interpreter to its exit, as the parent saw it (it includes the "
+                "second predict). minicnn's JIT "
                 "cache: empty = NUMBA_CACHE_DIR is a new folder (the first run ever compiles every kernel it "
                 "uses); warm = the same folder, second run. The NumPy twins run with an empty cache (they should "
                 "compile nothing). Peers have no such cache (n/a). First train step = one batch-32 training step "
                 "right after, in the empty-cache process (compiles the training kernels; not in --quick).",
-                "", "| contender | JIT cache | import (s) | load (s) | predict (s) | total (s) | process wall (s) | "
-                "first train step (s) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+                "", "| contender | JIT cache | import (s) | load (s) | predict (s) | total (s) | second predict (s) "
+                "| process wall (s) | first train step (s) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for key in meta["contenders"]:
             for cache in ("empty", "warm"):
                 entry = fresh.get(key, {}).get(cache)
@@ -770,8 +778,8 @@ def markdown(result):
                     continue
                 label = cache if key.startswith("minicnn") else "n/a"
                 cells = [f"{entry[name]['median']:.3f}" if name in entry else "—"
-                         for name in ("import_s", "load_s", "predict_s", "total_s", "process_wall_s",
-                                      "first_train_step_s")]
+                         for name in ("import_s", "load_s", "predict_s", "total_s", "second_predict_s",
+                                      "process_wall_s", "first_train_step_s")]
                 out.append(f"| {CONTENDERS[key][0]} | {label} | " + " | ".join(cells) + " |")
         out.append("")
     memory = result.get("memory") or {}

@@ -49,6 +49,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
+from minicnn.backend import cold_start
 from minicnn.kernels import winograd
 from minicnn.kernels.fused import (bias_relu_backward, bias_relu_forward, conv_epilogue_backward,
                                    conv_epilogue_forward)
@@ -524,6 +525,10 @@ class Engine:
 
     def outputs(self, x, logits_only=False):
         """The model's outputs (or logits) for a prepared batch, split over threads; a new array."""
+        with cold_start(len(x)) as cold:
+            if cold:  # the first small prediction of the process: NumPy twins, this thread (minicnn/backend.py)
+                with self._lock:
+                    return np.array(self._outputs(x, logits_only, self._workspace(0)))
         parts = split(len(x), resolve_threads(self.model.threads))
         # BLAS is held to one thread here too, even for one image: a product that small gains nothing from
         # BLAS's threads, and waking them (on a busy machine) made a one-image predict ~20x slower.

@@ -4,8 +4,6 @@ from __future__ import annotations
 import sys
 import time
 
-from tqdm import tqdm
-
 
 class History:
     """``history.history["loss"]`` etc.: one value per finished epoch, as in Keras.
@@ -40,6 +38,8 @@ class EpochProgress:
         self.bar = None
         self.title = f"Epoch {epoch + 1}/{epochs}"
         if verbose == 1:
+            from tqdm import tqdm  # (imported here: it costs ~40 ms, a tenth of a fresh process's first predict)
+
             self.bar = tqdm(total=steps, desc=self.title, unit="batch", file=sys.stdout, leave=True,
                             dynamic_ncols=True, mininterval=0.25)
 

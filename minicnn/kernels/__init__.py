@@ -17,4 +17,7 @@ module              what it computes
 
 Numba kernels are compiled with ``cache=True`` (compiled code is kept on disk beside the source, so only the
 first run ever pays for compilation) and ``nogil=True`` (two Python threads can run them at once).
+
+They are declared with ``minicnn.kernels.jit.njit``, a lazy ``numba.njit``: importing these modules does not
+import Numba; the first call of a kernel does (see ``jit.py``, and ``minicnn/backend.py`` for the tiered start).
 """

@@ -29,7 +29,7 @@ layers' own NumPy twins called one after another, and the fused path gives the l
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from minicnn.kernels.jit import njit
 
 from minicnn.backend import pick
 from minicnn.kernels.pooling import maxpool_backward_numpy, maxpool_forward_numpy
@@ -98,6 +98,31 @@ def conv_epilogue_forward_numba(z, bias, relu, pool_h, pool_w, stride_h, stride_
     batch, height, width, filters = z.shape
     _, out_h, out_w, _ = y.shape
     zero = z.dtype.type(0)
+    if (pool_h == 2 and pool_w == 2 and stride_h == 2 and stride_w == 2 and pad_top == 0 and pad_left == 0
+            and 2 * out_h <= height and 2 * out_w <= width):
+        # The usual 2x2 pool, windows side by side: the maximum of the four values first, then the ReLU. Same
+        # result: if the maximum is <= 0 all four become 0 and the first (index 0) wins the tie; otherwise the
+        # ReLU changes none of the values that can win.
+        for n in range(batch):
+            for oy in range(out_h):
+                for ox in range(out_w):
+                    for f in range(filters):
+                        best = z[n, 2 * oy, 2 * ox, f] + bias[f]
+                        index = 0
+                        value = z[n, 2 * oy, 2 * ox + 1, f] + bias[f]
+                        if value > best:  # strict: the first maximum wins ties
+                            best, index = value, 1
+                        value = z[n, 2 * oy + 1, 2 * ox, f] + bias[f]
+                        if value > best:
+                            best, index = value, 2
+                        value = z[n, 2 * oy + 1, 2 * ox + 1, f] + bias[f]
+                        if value > best:
+                            best, index = value, 3
+                        if relu and best <= zero:  # (NaN stays NaN, as np.maximum)
+                            best, index = zero, 0
+                        y[n, oy, ox, f] = best
+                        argmax[n, oy, ox, f] = index
+        return y
     for n in range(batch):
         for oy in range(out_h):
             for ox in range(out_w):

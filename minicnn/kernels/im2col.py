@@ -20,7 +20,7 @@ and right) WITHOUT building the padded copy: taps that fall in the padding read 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from minicnn.kernels.jit import njit
 
 from minicnn.backend import pick
 

@@ -23,7 +23,7 @@ keeps the loop from being vectorised (Adam over 81k parameters: about 5x slower)
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from minicnn.kernels.jit import njit
 
 from minicnn.backend import pick
 

@@ -12,7 +12,7 @@ receives all of the gradient (as PyTorch and TensorFlow do). Both twins follow t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from minicnn.kernels.jit import njit
 
 from minicnn.backend import pick
 

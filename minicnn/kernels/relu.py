@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from minicnn.kernels.jit import njit
 
 from minicnn.backend import pick
 

@@ -12,7 +12,7 @@ and the gradient of ``scale * sum`` (the caller passes scale = 1/batch size to g
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from minicnn.kernels.jit import njit
 
 from minicnn.backend import pick
 

@@ -36,7 +36,7 @@ spells the same additions out.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from minicnn.kernels.jit import njit
 
 from minicnn.backend import pick
 
@@ -134,7 +134,7 @@ def output_transform_backward_numpy(dy, tiles_h, tiles_w, dM):
 # The kernels spell the matrix products out from the matrices' nonzero entries (all +1 or -1). The forward
 # transforms give each output (one of the 16 or 4 tile positions, for every channel) its own loop over channels
 # that writes ONE array: that is what lets the compiler vectorise them (a loop writing 16 arrays is not). The
-# backward transforms compute a tile's 16 values once and reuse them (fewer loads, which is what limits them).
+# backward transforms do the same: rows first into a small scratch array, then columns, one loop per output.
 #
 # B^T row i:    (B^T d)[i] = d[first] + sign * d[second]
 BT_ROWS = ((0, 2, -1), (1, 2, 1), (2, 1, -1), (1, 3, -1))
@@ -145,15 +145,17 @@ AT_ROWS = (((0, 1), (1, 1), (2, 1)), ((1, 1), (2, -1), (3, -1)))
 @njit(cache=True, nogil=True, error_model="numpy")
 def input_transform_numba(x, pad_top, pad_left, tiles_h, tiles_w, V):
     batch, height, width, channels = x.shape
-    one = x.dtype.type(1)
-    # a zero-padded copy of x in which every tile lies whole: no bounds checks below
-    padded = np.zeros((batch, 2 * tiles_h + 2, 2 * tiles_w + 2, channels), dtype=x.dtype)
-    rows, cols = min(height, padded.shape[1] - pad_top), min(width, padded.shape[2] - pad_left)
-    for n in range(batch):
-        for iy in range(rows):
-            for ix in range(cols):
-                for c in range(channels):
-                    padded[n, iy + pad_top, ix + pad_left, c] = x[n, iy, ix, c]
+    # every tile must lie whole inside what we read (no bounds checks below): x itself if it does (a "valid"
+    # convolution: the seed CNN's), otherwise a zero-padded copy of x
+    padded = x
+    if pad_top > 0 or pad_left > 0 or 2 * tiles_h + 2 > height or 2 * tiles_w + 2 > width:
+        padded = np.zeros((batch, 2 * tiles_h + 2, 2 * tiles_w + 2, channels), dtype=x.dtype)
+        rows, cols = min(height, padded.shape[1] - pad_top), min(width, padded.shape[2] - pad_left)
+        for n in range(batch):
+            for iy in range(rows):
+                for ix in range(cols):
+                    for c in range(channels):
+                        padded[n, iy + pad_top, ix + pad_left, c] = x[n, iy, ix, c]
     for n in range(batch):
         for ty in range(tiles_h):
             for tx in range(tiles_w):
@@ -161,10 +163,10 @@ def input_transform_numba(x, pad_top, pad_left, tiles_h, tiles_w, V):
                 y0, x0 = 2 * ty, 2 * tx
                 for i in range(4):
                     a1, a2, sign = BT_ROWS[i]
-                    sign_a = one * sign
+                    sign_a = x.dtype.type(sign)  # (x.dtype: an int64 sign would make the sums float64)
                     for j in range(4):
                         b1, b2, sign = BT_ROWS[j]
-                        sign_b = one * sign
+                        sign_b = x.dtype.type(sign)
                         k = 4 * i + j
                         for c in range(channels):  # V[k] = (B^T d B)[i, j] = t[i, b1] + sign_b * t[i, b2]
                             V[k, p, c] = ((padded[n, y0 + a1, x0 + b1, c] + sign_a * padded[n, y0 + a2, x0 + b1, c])
@@ -176,7 +178,7 @@ def input_transform_numba(x, pad_top, pad_left, tiles_h, tiles_w, V):
 @njit(cache=True, nogil=True, error_model="numpy")
 def input_transform_backward_numba(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
     batch, height, width, channels = dx.shape
-    dd = np.empty((4, 4, channels), dtype=dx.dtype)  # one tile's B dV B^T
+    t = np.empty((4, 4, channels), dtype=dx.dtype)  # one tile's B dV (rows done, columns not yet)
     flat = dx.reshape(-1)
     zero = dx.dtype.type(0)
     for i in range(flat.size):
@@ -185,57 +187,39 @@ def input_transform_backward_numba(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
         for ty in range(tiles_h):
             for tx in range(tiles_w):
                 p = (n * tiles_h + ty) * tiles_w + tx
-                for c in range(channels):
-                    # t = B dV (rows), then dd = t B^T (columns)
-                    t00 = dV[0, p, c]
-                    t01 = dV[1, p, c]
-                    t02 = dV[2, p, c]
-                    t03 = dV[3, p, c]
-                    t10 = dV[4, p, c] - dV[8, p, c] + dV[12, p, c]
-                    t11 = dV[5, p, c] - dV[9, p, c] + dV[13, p, c]
-                    t12 = dV[6, p, c] - dV[10, p, c] + dV[14, p, c]
-                    t13 = dV[7, p, c] - dV[11, p, c] + dV[15, p, c]
-                    t20 = dV[4, p, c] + dV[8, p, c] - dV[0, p, c]
-                    t21 = dV[5, p, c] + dV[9, p, c] - dV[1, p, c]
-                    t22 = dV[6, p, c] + dV[10, p, c] - dV[2, p, c]
-                    t23 = dV[7, p, c] + dV[11, p, c] - dV[3, p, c]
-                    t30 = -dV[12, p, c]
-                    t31 = -dV[13, p, c]
-                    t32 = -dV[14, p, c]
-                    t33 = -dV[15, p, c]
-                    dd[0, 0, c] = t00
-                    dd[0, 1, c] = t01 - t02 + t03
-                    dd[0, 2, c] = t01 + t02 - t00
-                    dd[0, 3, c] = -t03
-                    dd[1, 0, c] = t10
-                    dd[1, 1, c] = t11 - t12 + t13
-                    dd[1, 2, c] = t11 + t12 - t10
-                    dd[1, 3, c] = -t13
-                    dd[2, 0, c] = t20
-                    dd[2, 1, c] = t21 - t22 + t23
-                    dd[2, 2, c] = t21 + t22 - t20
-                    dd[2, 3, c] = -t23
-                    dd[3, 0, c] = t30
-                    dd[3, 1, c] = t31 - t32 + t33
-                    dd[3, 2, c] = t31 + t32 - t30
-                    dd[3, 3, c] = -t33
-                for a in range(4):
+                for j in range(4):  # t = B dV: row 0 = dV row 0, row 1 = 1 - 2 + 3, row 2 = 1 + 2 - 0, row 3 = -3
+                    for c in range(channels):
+                        t[0, j, c] = dV[j, p, c]
+                    for c in range(channels):
+                        t[1, j, c] = dV[4 + j, p, c] - dV[8 + j, p, c] + dV[12 + j, p, c]
+                    for c in range(channels):
+                        t[2, j, c] = dV[4 + j, p, c] + dV[8 + j, p, c] - dV[j, p, c]
+                    for c in range(channels):
+                        t[3, j, c] = -dV[12 + j, p, c]
+                for a in range(4):  # dx (tile rows) += t B^T: the same combinations on the columns
                     iy = 2 * ty + a - pad_top
                     if iy < 0 or iy >= height:
                         continue
-                    for b in range(4):
-                        ix = 2 * tx + b - pad_left
-                        if ix < 0 or ix >= width:
-                            continue
+                    ix = 2 * tx - pad_left
+                    if 0 <= ix < width:
                         for c in range(channels):
-                            dx[n, iy, ix, c] += dd[a, b, c]
+                            dx[n, iy, ix, c] += t[a, 0, c]
+                    if 0 <= ix + 1 < width:
+                        for c in range(channels):
+                            dx[n, iy, ix + 1, c] += t[a, 1, c] - t[a, 2, c] + t[a, 3, c]
+                    if 0 <= ix + 2 < width:
+                        for c in range(channels):
+                            dx[n, iy, ix + 2, c] += t[a, 1, c] + t[a, 2, c] - t[a, 0, c]
+                    if 0 <= ix + 3 < width:
+                        for c in range(channels):
+                            dx[n, iy, ix + 3, c] -= t[a, 3, c]
     return dx
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def output_transform_numba(M, tiles_h, tiles_w, y):
     batch, out_h, out_w, filters = y.shape
-    one = y.dtype.type(1)
+    real = y.dtype.type  # (the signs in y's dtype: int64 signs would make the sums float64)
     for n in range(batch):
         for ty in range(tiles_h):
             for tx in range(tiles_w):
@@ -245,13 +229,13 @@ def output_transform_numba(M, tiles_h, tiles_w, y):
                     if oy >= out_h:
                         continue
                     (a0, s), (a1, t), (a2, u) = AT_ROWS[i]
-                    sa0, sa1, sa2 = one * s, one * t, one * u
+                    sa0, sa1, sa2 = real(s), real(t), real(u)
                     for j in range(2):
                         ox = 2 * tx + j
                         if ox >= out_w:
                             continue
                         (b0, s), (b1, t), (b2, u) = AT_ROWS[j]
-                        sb0, sb1, sb2 = one * s, one * t, one * u
+                        sb0, sb1, sb2 = real(s), real(t), real(u)
                         for f in range(filters):  # (A^T M A)[i, j]
                             y[n, oy, ox, f] = (
                                 sa0 * (sb0 * M[4 * a0 + b0, p, f] + sb1 * M[4 * a0 + b1, p, f]
@@ -267,6 +251,9 @@ def output_transform_numba(M, tiles_h, tiles_w, y):
 def output_transform_backward_numba(dy, tiles_h, tiles_w, dM):
     batch, out_h, out_w, filters = dy.shape
     zero = dy.dtype.type(0)
+    # a tile's four dY values (0 past the output's edge), one row of filters each
+    y00, y01 = np.empty(filters, dtype=dy.dtype), np.empty(filters, dtype=dy.dtype)
+    y10, y11 = np.empty(filters, dtype=dy.dtype), np.empty(filters, dtype=dy.dtype)
     for n in range(batch):
         for ty in range(tiles_h):
             for tx in range(tiles_w):
@@ -274,29 +261,43 @@ def output_transform_backward_numba(dy, tiles_h, tiles_w, dM):
                 oy, ox = 2 * ty, 2 * tx
                 second_row, second_col = oy + 1 < out_h, ox + 1 < out_w
                 for f in range(filters):
-                    y00 = dy[n, oy, ox, f]
-                    y01 = dy[n, oy, ox + 1, f] if second_col else zero
-                    y10 = dy[n, oy + 1, ox, f] if second_row else zero
-                    y11 = dy[n, oy + 1, ox + 1, f] if second_row and second_col else zero
-                    # t = A dY (rows 0..3 of 2), then dM = t A^T (columns 0..3)
-                    t10, t11 = y00 + y10, y01 + y11
-                    t20, t21 = y00 - y10, y01 - y11
-                    dM[0, p, f] = y00
-                    dM[1, p, f] = y00 + y01
-                    dM[2, p, f] = y00 - y01
-                    dM[3, p, f] = -y01
-                    dM[4, p, f] = t10
-                    dM[5, p, f] = t10 + t11
-                    dM[6, p, f] = t10 - t11
-                    dM[7, p, f] = -t11
-                    dM[8, p, f] = t20
-                    dM[9, p, f] = t20 + t21
-                    dM[10, p, f] = t20 - t21
-                    dM[11, p, f] = -t21
-                    dM[12, p, f] = -y10
-                    dM[13, p, f] = -y10 - y11
-                    dM[14, p, f] = y11 - y10
-                    dM[15, p, f] = y11
+                    y00[f] = dy[n, oy, ox, f]
+                    y01[f] = dy[n, oy, ox + 1, f] if second_col else zero
+                    y10[f] = dy[n, oy + 1, ox, f] if second_row else zero
+                    y11[f] = dy[n, oy + 1, ox + 1, f] if second_row and second_col else zero
+                # dM = A dY A^T: t = A dY (rows y0+y1, y0-y1 in the middle), then the same on columns
+                for f in range(filters):
+                    dM[0, p, f] = y00[f]
+                for f in range(filters):
+                    dM[1, p, f] = y00[f] + y01[f]
+                for f in range(filters):
+                    dM[2, p, f] = y00[f] - y01[f]
+                for f in range(filters):
+                    dM[3, p, f] = -y01[f]
+                for f in range(filters):
+                    dM[4, p, f] = y00[f] + y10[f]
+                for f in range(filters):
+                    dM[5, p, f] = (y00[f] + y10[f]) + (y01[f] + y11[f])
+                for f in range(filters):
+                    dM[6, p, f] = (y00[f] + y10[f]) - (y01[f] + y11[f])
+                for f in range(filters):
+                    dM[7, p, f] = -(y01[f] + y11[f])
+                for f in range(filters):
+                    dM[8, p, f] = y00[f] - y10[f]
+                for f in range(filters):
+                    dM[9, p, f] = (y00[f] - y10[f]) + (y01[f] - y11[f])
+                for f in range(filters):
+                    dM[10, p, f] = (y00[f] - y10[f]) - (y01[f] - y11[f])
+                for f in range(filters):
+                    dM[11, p, f] = -(y01[f] - y11[f])
+                for f in range(filters):
+                    dM[12, p, f] = -y10[f]
+                for f in range(filters):
+                    dM[13, p, f] = -y10[f] - y11[f]
+                for f in range(filters):
+                    dM[14, p, f] = y11[f] - y10[f]
+                for f in range(filters):
+                    dM[15, p, f] = y11[f]
     return dM
 
 
