@@ -60,10 +60,12 @@ from minicnn.losses import softmax_cross_entropy
 
 WINOGRAD_MIN_CHANNELS = 16  # 3x3 stride-1 convolutions over at least this many channels use Winograd ...
 WINOGRAD_MIN_IMAGES = 4     # ... on at least this many images (for one image, im2col's single product wins)
-# A conv chunk's largest buffer (columns, tiles or output). Measured on the seed CNN (2-core Xeon, 1.25 MB L2 per
-# core): 768 KB beat 384 KB by 5-8% in training and 12% in inference (fewer chunks, fewer Python calls per step),
-# 1.5 MB lost again (the chunk's buffers no longer stay in L2).
-CHUNK_BYTES = 768 * 2 ** 10
+# A conv chunk's largest buffer (im2col: columns or output; Winograd: tiles). Measured on the seed CNN (2-core
+# Xeon, 1.25 MB L2 per core, whole training steps and predictions, sizes interleaved): Winograd chunks of 768 KB
+# beat 384 KB by 5-7% in training and inference (fewer chunks, fewer Python calls per step), 1.5 MB lost again
+# (the buffers no longer stay in L2); im2col chunks (the first layer's 26x26x64 outputs) are best at 384 KB.
+CHUNK_BYTES = 384 * 2 ** 10
+WINOGRAD_CHUNK_BYTES = 768 * 2 ** 10
 KEEP_COLUMNS_BYTES = 4 * 2 ** 20  # training keeps a batch's im2col columns for backward if they fit in this
 MIN_IMAGES_PER_THREAD = 4  # below this a thread costs more than it saves
 
@@ -254,7 +256,7 @@ class ConvStep:
         per_image = self.out_h * self.out_w * max(self.depth, self.filters) * conv.dtype.itemsize
         self.chunk = max(1, CHUNK_BYTES // per_image)
         per_image = 16 * self.tiles_h * self.tiles_w * max(channels, self.filters) * conv.dtype.itemsize
-        self.winograd_chunk = max(1, CHUNK_BYTES // per_image)
+        self.winograd_chunk = max(1, WINOGRAD_CHUNK_BYTES // per_image)
 
     @staticmethod
     def _chunks(batch, chunk):
