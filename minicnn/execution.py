@@ -22,7 +22,8 @@ float32 rounding; the tests check it) with three tricks, none of which changes t
      10x10 of it; of a 3x3 output, 2x2);
    * a 3x3, stride-1 convolution over many channels computes z with Winograd's F(2x2, 3x3) instead of im2col
      (kernels/winograd.py): the same numbers (to rounding) with 2.25x fewer multiplications, forward and
-     backward.
+     backward. When a 2x2 pool follows, each 2x2 tile of outputs is one pool window, and one kernel goes from
+     the tiles straight to the pooled output (``output_transform_pool``, and back): z is never written.
 
 2. **Reused buffers.** Activations, argmaxes and scratch arrays live in a ``Workspace`` and are reused from
    one step to the next instead of being allocated (and page-faulted in) again every step.
@@ -252,6 +253,11 @@ class ConvStep:
         # output it would compute 16 values to keep 9).
         self.winograd = (conv.kernel_size == (3, 3) and conv.strides == (1, 1) and channels >= WINOGRAD_MIN_CHANNELS
                          and self.out_h * self.out_w >= 3 * self.tiles_h * self.tiles_w)
+        # ... and when a 2x2 pool's windows are exactly the 2x2 output tiles, one kernel goes from the tiles to
+        # the pooled output (and back): the convolution's output is never written out
+        self.winograd_pool = (self.winograd and pool is not None and self.pool_arguments[1:] == (2, 2, 2, 2, 0, 0)
+                              and (self.out_h, self.out_w) == (2 * self.tiles_h, 2 * self.tiles_w)
+                              and (self.pooled_h, self.pooled_w) == (self.tiles_h, self.tiles_w))
         # images per chunk, so that the largest buffer of a chunk stays about CHUNK_BYTES
         per_image = self.out_h * self.out_w * max(self.depth, self.filters) * conv.dtype.itemsize
         self.chunk = max(1, CHUNK_BYTES // per_image)
@@ -265,13 +271,6 @@ class ConvStep:
     def _im2col(self, x, columns):
         im2col_padded(x, columns, self.kernel_h, self.kernel_w, self.stride_h, self.stride_w, self.pad_top,
                       self.pad_left, self.out_h, self.out_w)
-
-    def _tile_buffer(self, workspace, name, images, width, dtype):
-        """A (16, P', width) buffer for the Winograd tiles of ``images`` images, P' >= P rows padded so that
-        the 16 row blocks are not a multiple of 4 KB apart (they would evict each other from the cache)."""
-        tiles = images * self.tiles_h * self.tiles_w
-        padded = tiles if tiles % 2 else tiles + 1  # an odd number of rows puts the blocks on different cache sets
-        return workspace.get(name, (16, padded, width), dtype), tiles
 
     def forward(self, x, workspace, training):
         x = np.ascontiguousarray(x)
@@ -355,6 +354,10 @@ class ConvStep:
             winograd.input_transform(x[start:stop], self.pad_top, self.pad_left, self.tiles_h, self.tiles_w, V)
             M, _ = self._tile_buffer(workspace, "M", stop - start, self.filters, dtype)
             np.matmul(V[:, :tiles], U, out=M[:, :tiles])
+            if self.winograd_pool:
+                winograd.output_transform_pool(M, self.tiles_h, self.tiles_w, self.conv.bias.value,
+                                               self.pool_arguments[0], y[start:stop], argmax[start:stop])
+                continue
             z = workspace.get("z", (stop - start, self.out_h, self.out_w, self.filters), dtype)
             winograd.output_transform(M, self.tiles_h, self.tiles_w, z)
             conv_epilogue_forward(z, self.conv.bias.value, *self.pool_arguments, y[start:stop],
@@ -367,11 +370,16 @@ class ConvStep:
         partial = workspace.get("dU", dU.shape, dtype)
         U_transposed = np.ascontiguousarray(U.transpose(0, 2, 1))  # faster in matmul than a transposed view
         for start, stop in self._chunks(len(x), self.winograd_chunk):
-            dz = workspace.get("dz", (stop - start, self.out_h, self.out_w, self.filters), dtype)
-            conv_epilogue_backward(dy[start:stop], y[start:stop], argmax[start:stop], *self.pool_arguments,
-                                   dz, dbias)
             dM, tiles = self._tile_buffer(workspace, "M", stop - start, self.filters, dtype)
-            winograd.output_transform_backward(dz, self.tiles_h, self.tiles_w, dM)
+            if self.winograd_pool:
+                winograd.output_transform_pool_backward(dy[start:stop], y[start:stop], argmax[start:stop],
+                                                        self.pool_arguments[0], self.tiles_h, self.tiles_w, dM,
+                                                        dbias)
+            else:
+                dz = workspace.get("dz", (stop - start, self.out_h, self.out_w, self.filters), dtype)
+                conv_epilogue_backward(dy[start:stop], y[start:stop], argmax[start:stop], *self.pool_arguments,
+                                       dz, dbias)
+                winograd.output_transform_backward(dz, self.tiles_h, self.tiles_w, dM)
             V, _ = self._tile_buffer(workspace, "V", stop - start, channels, dtype)
             winograd.input_transform(x[start:stop], self.pad_top, self.pad_left, self.tiles_h, self.tiles_w, V)
             np.matmul(V[:, :tiles].transpose(0, 2, 1), dM[:, :tiles], out=partial)

@@ -239,3 +239,50 @@ def test_winograd_transforms(case, dtype):
     dV[:, :count] = dM[:, :count] @ U.transpose(0, 2, 1)
     dx = both("input_transform_backward", dV, top, top, tiles_h, tiles_w, out=np.empty_like(x))
     close_to(dx, dx_reference)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("with_ties", [False, True])
+def test_winograd_output_transform_pool(dtype, relu, with_ties):
+    """Tiles -> pooled output in one kernel == output_transform then the 2x2 epilogue, both ways: Numba kernel vs
+    NumPy twin (ties, NaN and the ReLU's zeros included), and the Numba kernel vs the two Numba kernels it fuses
+    (bit for bit: it adds in the same order)."""
+    from minicnn.kernels import winograd
+
+    n, tiles_h, tiles_w, f = 3, 4, 5, 19
+    rng = np.random.default_rng(9)
+    count = n * tiles_h * tiles_w
+    M = np.full((16, count + 3, f), 7.0, dtype)  # spare rows, as the fast path pads the tile buffers
+    M[:, :count] = rng.standard_normal((16, count, f))
+    bias = rng.standard_normal(f).astype(dtype)
+    if with_ties:  # integers: many equal outputs in a window, and many exact zeros after the ReLU
+        M[:, :count] = np.round(M[:, :count])
+        bias = np.round(bias)
+    M[:, 0, 0] = np.nan  # a NaN goes through (a diverging model must show it)
+    shape = (n, tiles_h, tiles_w, f)
+    results = []
+    for kernel in (winograd.output_transform_pool_numpy, winograd.output_transform_pool_numba):
+        y, argmax = np.full(shape, np.nan, dtype), np.full(shape, 255, np.uint8)
+        kernel(M, tiles_h, tiles_w, bias, relu, y, argmax)
+        results.append((y, argmax))
+    z = winograd.output_transform_numba(M, tiles_h, tiles_w, np.empty((n, 2 * tiles_h, 2 * tiles_w, f), dtype))
+    unfused = fused.conv_epilogue_forward_numba(z, bias, relu, 2, 2, 2, 2, 0, 0, np.empty(shape, dtype),
+                                                np.empty(shape, np.uint8))
+    (y, argmax), (y_fast, argmax_fast) = results
+    np.testing.assert_array_equal(y_fast, unfused)
+    np.testing.assert_allclose(y_fast, y, **tolerance(dtype))
+    assert np.isnan(y_fast[0, 0, 0, 0])
+    if with_ties:  # (random values: a rounding difference may move a near-tie)
+        np.testing.assert_array_equal(argmax_fast, argmax)
+
+    dy = rng.standard_normal(shape).astype(dtype)
+    gradients = []
+    for kernel in (winograd.output_transform_pool_backward_numpy, winograd.output_transform_pool_backward_numba):
+        dM, dbias = np.full((16, count + 3, f), 7.0, dtype), np.ones(f, dtype)  # dbias is ADDED to
+        kernel(dy, y_fast, argmax_fast, relu, tiles_h, tiles_w, dM, dbias)
+        assert (dM[:, count:] == 7.0).all()
+        gradients.append((dM, dbias))
+    (dM, dbias), (dM_fast, dbias_fast) = gradients
+    np.testing.assert_allclose(dM_fast, dM, **tolerance(dtype))
+    np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))

@@ -30,15 +30,21 @@ Backward is the adjoint of each linear step, in reverse (so it is the exact grad
     dU[k] = V[k]^T @ dM[k], summed over chunks; dkernel = G^T dU G
     dV[k] = dM[k] @ U[k]^T;  dx = sum over tiles of B dV B^T    input_transform_backward
 
+When a 2x2 max-pool (stride 2) follows and the tiles line up with its windows, a tile's 2x2 outputs ARE one
+pool window: ``output_transform_pool`` then goes from M straight to the pooled output (bias, ReLU, maximum and
+argmax as kernels/fused.py), and ``output_transform_pool_backward`` from the pooled gradient straight to dM,
+without the convolution's output (or its gradient) ever being written out.
+
 Each transform has a NumPy twin written with the matrices above (read those first) and a Numba kernel that
 spells the same additions out.
 """
 from __future__ import annotations
 
 import numpy as np
-from minicnn.kernels.jit import njit
 
 from minicnn.backend import pick
+from minicnn.kernels.fused import conv_epilogue_backward_numpy, conv_epilogue_forward_numpy
+from minicnn.kernels.jit import njit
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
@@ -129,6 +135,24 @@ def output_transform_backward_numpy(dy, tiles_h, tiles_w, dM):
                                                                                                           filters)
     return dM
 
+
+
+# -- output transform and a 2x2 max-pool in one pass (a 2x2 output tile IS a 2x2 pool window)
+def output_transform_pool_numpy(M, tiles_h, tiles_w, bias, relu, y, argmax):
+    """y[...] = maxpool2x2(relu(A^T M A + bias)), argmax[...] = where each maximum was (as kernels/fused.py);
+    y, argmax (N, tiles_h, tiles_w, F): one pooled output per tile. Returns y."""
+    batch, _, _, filters = y.shape
+    z = np.empty((batch, 2 * tiles_h, 2 * tiles_w, filters), dtype=y.dtype)
+    output_transform_numpy(M, tiles_h, tiles_w, z)
+    return conv_epilogue_forward_numpy(z, bias, relu, 2, 2, 2, 2, 0, 0, y, argmax)
+
+
+def output_transform_pool_backward_numpy(dy, y, argmax, relu, tiles_h, tiles_w, dM, dbias):
+    """dM[...] = the gradient of M through output_transform_pool; dbias += the bias gradient. Returns dM."""
+    batch, _, _, filters = dy.shape
+    dz = np.empty((batch, 2 * tiles_h, 2 * tiles_w, filters), dtype=dy.dtype)
+    conv_epilogue_backward_numpy(dy, y, argmax, relu, 2, 2, 2, 2, 0, 0, dz, dbias)
+    return output_transform_backward_numpy(dz, tiles_h, tiles_w, dM)
 
 # ---------------------------------------------------------------- Numba kernels (same results, fast)
 # The kernels spell the matrix products out from the matrices' nonzero entries (all +1 or -1). The forward
@@ -301,6 +325,100 @@ def output_transform_backward_numba(dy, tiles_h, tiles_w, dM):
     return dM
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def output_transform_pool_numba(M, tiles_h, tiles_w, bias, relu, y, argmax):
+    batch, _, _, filters = y.shape
+    zero = y.dtype.type(0)
+    for n in range(batch):
+        for ty in range(tiles_h):
+            for tx in range(tiles_w):
+                p = (n * tiles_h + ty) * tiles_w + tx
+                for f in range(filters):
+                    # A^T M A, columns first (the order output_transform_numba adds in: the same roundings)
+                    u00 = M[0, p, f] + M[1, p, f] + M[2, p, f]
+                    u01 = M[1, p, f] - M[2, p, f] - M[3, p, f]
+                    u10 = M[4, p, f] + M[5, p, f] + M[6, p, f]
+                    u11 = M[5, p, f] - M[6, p, f] - M[7, p, f]
+                    u20 = M[8, p, f] + M[9, p, f] + M[10, p, f]
+                    u21 = M[9, p, f] - M[10, p, f] - M[11, p, f]
+                    u30 = M[12, p, f] + M[13, p, f] + M[14, p, f]
+                    u31 = M[13, p, f] - M[14, p, f] - M[15, p, f]
+                    # the pool: as conv_epilogue_forward_numba's 2x2 path (first maximum wins, then the ReLU)
+                    best = (u00 + u10 + u20) + bias[f]
+                    index = 0
+                    value = (u01 + u11 + u21) + bias[f]
+                    if value > best:
+                        best, index = value, 1
+                    value = (u10 - u20 - u30) + bias[f]
+                    if value > best:
+                        best, index = value, 2
+                    value = (u11 - u21 - u31) + bias[f]
+                    if value > best:
+                        best, index = value, 3
+                    if relu and best <= zero:  # (NaN stays NaN)
+                        best, index = zero, 0
+                    y[n, ty, tx, f] = best
+                    argmax[n, ty, tx, f] = index
+    return y
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def output_transform_pool_backward_numba(dy, y, argmax, relu, tiles_h, tiles_w, dM, dbias):
+    batch, _, _, filters = dy.shape
+    zero = dy.dtype.type(0)
+    # the gradient of a tile's four outputs: the pooled gradient at the maximum, 0 elsewhere
+    y00, y01 = np.empty(filters, dtype=dy.dtype), np.empty(filters, dtype=dy.dtype)
+    y10, y11 = np.empty(filters, dtype=dy.dtype), np.empty(filters, dtype=dy.dtype)
+    for n in range(batch):
+        for ty in range(tiles_h):
+            for tx in range(tiles_w):
+                p = (n * tiles_h + ty) * tiles_w + tx
+                for f in range(filters):
+                    gradient = dy[n, ty, tx, f]
+                    if relu and not y[n, ty, tx, f] > zero:
+                        gradient = zero
+                    dbias[f] += gradient
+                    index = argmax[n, ty, tx, f]
+                    y00[f] = gradient if index == 0 else zero
+                    y01[f] = gradient if index == 1 else zero
+                    y10[f] = gradient if index == 2 else zero
+                    y11[f] = gradient if index == 3 else zero
+                # dM = A dY A^T, as output_transform_backward_numba
+                for f in range(filters):
+                    dM[0, p, f] = y00[f]
+                for f in range(filters):
+                    dM[1, p, f] = y00[f] + y01[f]
+                for f in range(filters):
+                    dM[2, p, f] = y00[f] - y01[f]
+                for f in range(filters):
+                    dM[3, p, f] = -y01[f]
+                for f in range(filters):
+                    dM[4, p, f] = y00[f] + y10[f]
+                for f in range(filters):
+                    dM[5, p, f] = (y00[f] + y10[f]) + (y01[f] + y11[f])
+                for f in range(filters):
+                    dM[6, p, f] = (y00[f] + y10[f]) - (y01[f] + y11[f])
+                for f in range(filters):
+                    dM[7, p, f] = -(y01[f] + y11[f])
+                for f in range(filters):
+                    dM[8, p, f] = y00[f] - y10[f]
+                for f in range(filters):
+                    dM[9, p, f] = (y00[f] - y10[f]) + (y01[f] - y11[f])
+                for f in range(filters):
+                    dM[10, p, f] = (y00[f] - y10[f]) - (y01[f] - y11[f])
+                for f in range(filters):
+                    dM[11, p, f] = -(y01[f] - y11[f])
+                for f in range(filters):
+                    dM[12, p, f] = -y10[f]
+                for f in range(filters):
+                    dM[13, p, f] = -y10[f] - y11[f]
+                for f in range(filters):
+                    dM[14, p, f] = y11[f] - y10[f]
+                for f in range(filters):
+                    dM[15, p, f] = y11[f]
+    return dM
+
+
 # ---------------------------------------------------------------- dispatchers
 def input_transform(x, pad_top, pad_left, tiles_h, tiles_w, V):
     """V = B^T d B for every tile of x, written into V (16, P, C). See the module docstring."""
@@ -321,3 +439,15 @@ def output_transform(M, tiles_h, tiles_w, y):
 def output_transform_backward(dy, tiles_h, tiles_w, dM):
     """dM = the adjoint of output_transform applied to dy, written into dM (16, P, F)."""
     return pick(output_transform_backward_numpy, output_transform_backward_numba)(dy, tiles_h, tiles_w, dM)
+
+
+def output_transform_pool(M, tiles_h, tiles_w, bias, relu, y, argmax):
+    """y = maxpool2x2(relu(A^T M A + bias)) and its argmax, written into y and argmax (N, tiles_h, tiles_w, F)."""
+    return pick(output_transform_pool_numpy, output_transform_pool_numba)(M, tiles_h, tiles_w, bias, relu, y,
+                                                                          argmax)
+
+
+def output_transform_pool_backward(dy, y, argmax, relu, tiles_h, tiles_w, dM, dbias):
+    """dM = the gradient of M through output_transform_pool (written), dbias += the bias gradient."""
+    return pick(output_transform_pool_backward_numpy, output_transform_pool_backward_numba)(
+        dy, y, argmax, relu, tiles_h, tiles_w, dM, dbias)
