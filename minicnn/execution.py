@@ -16,7 +16,7 @@ float32 rounding; the tests check it) with three tricks, none of which changes t
                              dx      = col2im(dz @ kernel_matrix.T)   (skipped for the first layer)
 
    So the full-size convolution output (22 MB for the first layer at batch 128) is never built, and the ReLU
-   and pooling layers never read or write memory of their own. Two more savings that change no number:
+   and pooling layers never read or write memory of their own. More savings that change no number:
 
    * only the convolution outputs the pool reads are computed (a "valid" 2x2 pool of an 11x11 output reads
      10x10 of it; of a 3x3 output, 2x2);
@@ -24,6 +24,10 @@ float32 rounding; the tests check it) with three tricks, none of which changes t
      (kernels/winograd.py): the same numbers (to rounding) with 2.25x fewer multiplications, forward and
      backward. When a 2x2 pool follows, each 2x2 tile of outputs is one pool window, and one kernel goes from
      the tiles straight to the pooled output (``output_transform_pool``, and back): z is never written.
+   * a 3x3, stride-1 convolution of ONE input channel (a grayscale first layer) followed by such a pool runs
+     as one kernel from the pixels to the pooled outputs (kernels/single_channel.py): with 9 products per
+     output there is nothing for BLAS to do, and no columns or z are built. Backward it gives the kernel and
+     bias gradients; an input gradient, if asked for, goes the im2col way.
 
 2. **Reused buffers.** Activations, argmaxes and scratch arrays live in a ``Workspace`` and are reused from
    one step to the next instead of being allocated (and page-faulted in) again every step.
@@ -55,6 +59,7 @@ from minicnn.kernels import winograd
 from minicnn.kernels.fused import (bias_relu_backward, bias_relu_forward, conv_epilogue_backward,
                                    conv_epilogue_forward)
 from minicnn.kernels.im2col import col2im_padded, im2col_padded
+from minicnn.kernels.single_channel import single_channel_pool_backward, single_channel_pool_forward
 from minicnn.layers import Conv2D, Dense, MaxPool2D, ReLU, Softmax
 from minicnn.layers.base import window_output_size
 from minicnn.losses import softmax_cross_entropy
@@ -253,11 +258,16 @@ class ConvStep:
         # output it would compute 16 values to keep 9).
         self.winograd = (conv.kernel_size == (3, 3) and conv.strides == (1, 1) and channels >= WINOGRAD_MIN_CHANNELS
                          and self.out_h * self.out_w >= 3 * self.tiles_h * self.tiles_w)
-        # ... and when a 2x2 pool's windows are exactly the 2x2 output tiles, one kernel goes from the tiles to
-        # the pooled output (and back): the convolution's output is never written out
-        self.winograd_pool = (self.winograd and pool is not None and self.pool_arguments[1:] == (2, 2, 2, 2, 0, 0)
+        # A 2x2 pool whose windows are exactly the 2x2 output tiles of a 3x3 stride-1 convolution: one kernel
+        # goes from the tiles to the pooled output (and back), the convolution's output is never written out.
+        self.pool_is_tiles = (conv.kernel_size == (3, 3) and conv.strides == (1, 1) and pool is not None
+                              and self.pool_arguments[1:] == (2, 2, 2, 2, 0, 0)
                               and (self.out_h, self.out_w) == (2 * self.tiles_h, 2 * self.tiles_w)
                               and (self.pooled_h, self.pooled_w) == (self.tiles_h, self.tiles_w))
+        self.winograd_pool = self.winograd and self.pool_is_tiles
+        # One input channel (a grayscale first layer), 3x3, stride 1, then such a pool: each pooled output
+        # straight from the 16 pixels under its window, in one kernel (kernels/single_channel.py).
+        self.single_channel = self.pool_is_tiles and channels == 1
         # images per chunk, so that the largest buffer of a chunk stays about CHUNK_BYTES
         per_image = self.out_h * self.out_w * max(self.depth, self.filters) * conv.dtype.itemsize
         self.chunk = max(1, CHUNK_BYTES // per_image)
@@ -276,6 +286,8 @@ class ConvStep:
         x = np.ascontiguousarray(x)
         y = workspace.get((self, "y"), (len(x), self.pooled_h, self.pooled_w, self.filters), x.dtype)
         argmax = workspace.get((self, "argmax"), y.shape, self.argmax_dtype)
+        if self.single_channel:
+            return y, (x, y, argmax, "single channel", self._single_channel_forward(x, workspace, y, argmax))
         if self.winograd and len(x) >= WINOGRAD_MIN_IMAGES:
             return y, (x, y, argmax, "winograd", self._winograd_forward(x, workspace, y, argmax))
         return y, (x, y, argmax, "im2col", self._im2col_forward(x, workspace, y, argmax, training))
@@ -285,7 +297,8 @@ class ConvStep:
         dy = np.ascontiguousarray(dy)
         dbias = np.zeros(self.filters, dtype=x.dtype)  # the epilogue kernel adds each chunk's share
         dx = workspace.get((self, "dx"), x.shape, x.dtype) if need_input_grad else None
-        backward = self._winograd_backward if method == "winograd" else self._im2col_backward
+        backward = {"winograd": self._winograd_backward, "single channel": self._single_channel_backward,
+                    "im2col": self._im2col_backward}[method]
         grads[0][...] = backward(dy, x, y, argmax, kept, workspace, dbias, dx)
         grads[1][...] = dbias
         return dx
@@ -371,7 +384,7 @@ class ConvStep:
         U_transposed = np.ascontiguousarray(U.transpose(0, 2, 1))  # faster in matmul than a transposed view
         for start, stop in self._chunks(len(x), self.winograd_chunk):
             dM, tiles = self._tile_buffer(workspace, "M", stop - start, self.filters, dtype)
-            if self.winograd_pool:
+            if self.pool_is_tiles:
                 winograd.output_transform_pool_backward(dy[start:stop], y[start:stop], argmax[start:stop],
                                                         self.pool_arguments[0], self.tiles_h, self.tiles_w, dM,
                                                         dbias)
@@ -389,6 +402,31 @@ class ConvStep:
                 winograd.input_transform_backward(V, self.pad_top, self.pad_left, self.tiles_h, self.tiles_w,
                                                   dx[start:stop])
         return winograd.kernel_transform_backward(dU)
+
+
+    # -- one input channel, 3x3, then a 2x2 pool: one kernel from the pixels to the pooled output, and back
+    def _single_channel_source(self, x, workspace):
+        """x, zero-padded as the convolution needs if it needs it (kernels/single_channel.py reads no bounds)."""
+        rows, cols = 2 * self.pooled_h + 2, 2 * self.pooled_w + 2
+        if self.pad_top == 0 and self.pad_left == 0 and x.shape[1] >= rows and x.shape[2] >= cols:
+            return x
+        padded = workspace.get((self, "padded"), (len(x), rows, cols, 1), x.dtype)
+        padded[...] = 0
+        height, width = min(x.shape[1], rows - self.pad_top), min(x.shape[2], cols - self.pad_left)
+        padded[:, self.pad_top:self.pad_top + height, self.pad_left:self.pad_left + width] = x[:, :height, :width]
+        return padded
+
+    def _single_channel_forward(self, x, workspace, y, argmax):
+        source = self._single_channel_source(x, workspace)
+        single_channel_pool_forward(source, self.conv.kernel.value, self.conv.bias.value, self.pool_arguments[0],
+                                    y, argmax)
+        return source
+
+    def _single_channel_backward(self, dy, x, y, argmax, source, workspace, dbias, dx):
+        if dx is not None:  # (an input gradient asked of a first layer: the im2col way gives it)
+            return self._im2col_backward(dy, x, y, argmax, None, workspace, dbias, dx)
+        dkernel = workspace.get((self, "dkernel"), self.conv.kernel.shape, x.dtype)
+        return single_channel_pool_backward(dy, y, argmax, source, self.pool_arguments[0], dkernel, dbias)
 
 
 class DenseStep:

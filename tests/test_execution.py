@@ -29,6 +29,15 @@ def odd_model(dtype, **settings):
     return minicnn.Sequential(layers, input_shape=(9, 9, 2), dtype=dtype, seed=4, **settings)
 
 
+def gray_model(dtype, **settings):
+    """Grayscale input: the first layer takes the one-channel path (kernels/single_channel.py), "same" padded;
+    a second one-channel conv, "valid", on odd sizes (the last row and column go unread by its pool)."""
+    layers = [Conv2D(8, 3, padding="same", activation="relu"), MaxPool2D(2),   # 10x12 -> 5x6
+              Conv2D(1, 1), Conv2D(6, 3, activation="relu"), MaxPool2D(2),     # 1 channel again: 5x6 -> 3x4 -> 1x2
+              Flatten(), Dense(3, activation="softmax")]
+    return minicnn.Sequential(layers, input_shape=(10, 12, 1), dtype=dtype, seed=5, **settings)
+
+
 def seed_model(dtype, **settings):
     model = minicnn.seed_cnn(dtype=dtype)
     model.fuse = settings.get("fuse", True)
@@ -37,7 +46,7 @@ def seed_model(dtype, **settings):
 
 
 MODELS = {"seed": (seed_model, (28, 28, 1), 10), "small": (small_model, (25, 21, 3), 3),
-          "odd": (odd_model, (9, 9, 2), 4)}
+          "odd": (odd_model, (9, 9, 2), 4), "gray": (gray_model, (10, 12, 1), 3)}
 
 
 def data(input_shape, classes, count, dtype, seed=0):
@@ -72,8 +81,14 @@ def test_steps_group_the_small_model():
                      ("DenseStep", ["Dense"]), ("LayerStep", ["Softmax"])]
 
 
+def test_one_channel_convolutions_take_their_own_path():
+    assert [step.single_channel for step in minicnn.seed_cnn()._engine.steps[:3]] == [True, False, False]
+    steps = gray_model("float32")._engine.steps
+    assert [getattr(step, "single_channel", None) for step in steps[:3]] == [True, False, True]
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", ["seed", "small", "odd"])
+@pytest.mark.parametrize("name", ["seed", "small", "odd", "gray"])
 def test_fused_equals_layer_by_layer(name, dtype):
     build, input_shape, classes = MODELS[name]
     x, y = data(input_shape, classes, 11, dtype)
@@ -89,6 +104,11 @@ def test_fused_equals_layer_by_layer(name, dtype):
     assert loss_fast == pytest.approx(loss_plain, rel=1e-6 if dtype == "float32" else 1e-12)
     assert correct_fast == correct_plain
     np.testing.assert_allclose(dx_fast, dx_plain, **tol)
+    for p_fast, p_plain in zip(fast.parameters(), plain.parameters()):
+        scale = np.abs(p_plain.grad).max() + 1e-30
+        np.testing.assert_allclose(p_fast.grad / scale, p_plain.grad / scale, **tol)
+
+    fast.loss_and_gradients(x, y, need_input_grad=False)  # (a first layer then skips its input gradient)
     for p_fast, p_plain in zip(fast.parameters(), plain.parameters()):
         scale = np.abs(p_plain.grad).max() + 1e-30
         np.testing.assert_allclose(p_fast.grad / scale, p_plain.grad / scale, **tol)
@@ -110,7 +130,7 @@ def test_fused_equals_layer_by_layer(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", ["seed", "small"])
+@pytest.mark.parametrize("name", ["seed", "small", "gray"])
 @pytest.mark.parametrize("fuse", [True, False])
 def test_one_thread_equals_two(name, dtype, fuse):
     build, input_shape, classes = MODELS[name]

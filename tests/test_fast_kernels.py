@@ -1,5 +1,5 @@
-"""The fast path's kernels (padded im2col/col2im, the fused epilogues, the optimizer updates) against their
-NumPy twins, on random inputs of varied shapes, strides, paddings and both dtypes, with ties in the pooling."""
+"""The fast path's kernels (padded im2col/col2im, the fused epilogues, the optimizer updates, Winograd's
+transforms, the one-channel convolution) against their NumPy twins, on random inputs of varied shapes, strides, paddings and both dtypes, with ties in the pooling."""
 import numpy as np
 import pytest
 
@@ -286,3 +286,57 @@ def test_winograd_output_transform_pool(dtype, relu, with_ties):
     (dM, dbias), (dM_fast, dbias_fast) = gradients
     np.testing.assert_allclose(dM_fast, dM, **tolerance(dtype))
     np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("with_ties", [False, True])
+@pytest.mark.parametrize("size", [(10, 10), (11, 8)])  # (11, 8): the last row goes unread
+def test_single_channel_pool(dtype, relu, with_ties, size):
+    """One-channel 3x3 convolution + bias + ReLU + 2x2 pool in one kernel: Numba == NumPy twin (forward with
+    ties, NaN and ReLU zeros; the kernel and bias gradients), and the twin == Conv2D's reference + the epilogue."""
+    from minicnn.kernels import single_channel
+    from minicnn.layers.conv2d import conv2d_backward, conv2d_forward
+
+    (h, w), n, f = size, 3, 21
+    out_h, out_w = (h - 2) // 2, (w - 2) // 2
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((n, h, w, 1)).astype(dtype)
+    kernel = rng.standard_normal((3, 3, 1, f)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    if with_ties:  # integers: many equal outputs in a window, and many exact zeros after the ReLU
+        x, kernel, bias = np.round(x), np.round(kernel), np.round(bias)
+    x[0, 0, 0, 0] = np.nan  # reaches the first window's outputs
+    shape = (n, out_h, out_w, f)
+    results = []
+    for forward in (single_channel.single_channel_pool_forward_numpy, single_channel.single_channel_pool_forward_numba):
+        y, argmax = np.full(shape, 7.0, dtype), np.full(shape, 255, np.uint8)
+        forward(x, kernel, bias, relu, y, argmax)
+        results.append((y, argmax))
+    (y, argmax), (y_fast, argmax_fast) = results
+    np.testing.assert_allclose(y_fast, y, **tolerance(dtype))
+    assert np.isnan(y_fast[0, 0, 0]).all()
+    if with_ties:  # (exact in both: the same maxima; random values may move a near-tie by a rounding)
+        np.testing.assert_array_equal(argmax_fast, argmax)
+    z, cache = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), "valid")
+    reference = fused.conv_epilogue_forward_numpy(z[:, :2 * out_h, :2 * out_w], bias, relu, 2, 2, 2, 2, 0, 0,
+                                                  np.empty(shape, dtype), np.empty(shape, np.uint8))
+    np.testing.assert_allclose(y, reference, **tolerance(dtype))
+
+    x[0, 0, 0, 0] = 0  # (gradients: finite numbers)
+    single_channel.single_channel_pool_forward_numba(x, kernel, bias, relu, y_fast, argmax_fast)
+    dy = rng.standard_normal(shape).astype(dtype)
+    gradients = []
+    for backward in (single_channel.single_channel_pool_backward_numpy,
+                     single_channel.single_channel_pool_backward_numba):
+        dkernel, dbias = np.full_like(kernel, 7.0), np.ones(f, dtype)  # dkernel is written, dbias ADDED to
+        backward(dy, y_fast, argmax_fast, x, relu, dkernel, dbias)
+        gradients.append((dkernel, dbias))
+    (dkernel, dbias), (dkernel_fast, dbias_fast) = gradients
+    np.testing.assert_allclose(dkernel_fast, dkernel, **tolerance(dtype))
+    np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
+    dz = np.zeros(z.shape, dtype)
+    fused.conv_epilogue_backward_numpy(dy, y_fast, argmax_fast, relu, 2, 2, 2, 2, 0, 0,
+                                       dz[:, :2 * out_h, :2 * out_w], np.zeros(f, dtype))
+    _, dkernel_reference, _ = conv2d_backward(dz, cache)
+    np.testing.assert_allclose(dkernel, dkernel_reference, **tolerance(dtype))

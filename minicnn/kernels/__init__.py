@@ -12,7 +12,10 @@ module              what it computes
 ``optim``           the Adam and SGD updates over one flat parameter buffer
 ``fused``           bias + ReLU + max-pool after a convolution (and bias + ReLU after Dense), in one pass,
                     forward and backward: what the fast execution path (``minicnn/execution.py``) runs
-``winograd``        the tile transforms of Winograd's F(2x2, 3x3) convolution (fewer multiplications)
+``winograd``        the tile transforms of Winograd's F(2x2, 3x3) convolution (fewer multiplications), and
+                    the output transform fused with a 2x2 max-pool
+``single_channel``  a 3x3 convolution of a one-channel image + bias + ReLU + 2x2 max-pool in one pass (a
+                    grayscale first layer), and its kernel and bias gradients
 ==================  =======================================================
 
 Numba kernels are compiled with ``cache=True`` (compiled code is kept on disk beside the source, so only the
