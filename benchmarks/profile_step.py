@@ -62,7 +62,8 @@ def main():
 
 def describe(step):
     layers = "+".join(type(layer).__name__ for layer in step.layers)
-    method = " (Winograd)" if getattr(step, "winograd", False) else ""
+    method = (" (one channel, kernels/single_channel.py)" if getattr(step, "single_channel", False)
+              else " (Winograd)" if getattr(step, "winograd", False) else "")
     return layers + method
 
 

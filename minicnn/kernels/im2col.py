@@ -87,6 +87,16 @@ def col2im_padded_numpy(columns, dx, kernel_h, kernel_w, stride_h, stride_w, pad
 def im2col_numba(x, kernel_h, kernel_w, stride_h, stride_w, out_h, out_w):
     batch, _, _, channels = x.shape
     columns = np.empty((batch * out_h * out_w, kernel_h * kernel_w * channels), dtype=x.dtype)
+    if channels == 1:  # grayscale input: one long loop along each output row per tap (a loop over ONE channel
+        for n in range(batch):  # in the innermost place would cost more than the copy)
+            for oy in range(out_h):
+                first = (n * out_h + oy) * out_w
+                for ky in range(kernel_h):
+                    for kx in range(kernel_w):
+                        tap = ky * kernel_w + kx
+                        for ox in range(out_w):
+                            columns[first + ox, tap] = x[n, oy * stride_h + ky, ox * stride_w + kx, 0]
+        return columns
     for n in range(batch):
         for oy in range(out_h):
             for ox in range(out_w):
