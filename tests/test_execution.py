@@ -89,7 +89,10 @@ def test_one_channel_convolutions_take_their_own_path():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", ["seed", "small", "odd", "gray"])
-def test_fused_equals_layer_by_layer(name, dtype):
+@pytest.mark.parametrize("winograd_min_tiles", [1, execution.WINOGRAD_MIN_TILES])
+def test_fused_equals_layer_by_layer(name, dtype, winograd_min_tiles, monkeypatch):
+    """(With winograd_min_tiles=1 every layer that can take the Winograd path takes it, even on 11 images.)"""
+    monkeypatch.setattr(execution, "WINOGRAD_MIN_TILES", winograd_min_tiles)
     build, input_shape, classes = MODELS[name]
     x, y = data(input_shape, classes, 11, dtype)
     plain = build(dtype, fuse=False, threads=1)
