@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 import minicnn
-from minicnn.execution import ONE_BLAS_THREAD
+from minicnn.execution import ONE_BLAS_THREAD, WINOGRAD_MIN_TILES
 from minicnn.losses import softmax_cross_entropy
 
 
@@ -44,12 +44,12 @@ def main():
         for _ in range(arguments.repeats + 3):
             h, caches = x, []
             for number, step in enumerate(steps):
-                h, cache = timed(f"forward  {number} {describe(step)}", step.forward, h, workspace, True)
+                h, cache = timed(f"forward  {number} {describe(step, len(x))}", step.forward, h, workspace, True)
                 caches.append(cache)
             _, dh = timed("loss (softmax + cross-entropy)", softmax_cross_entropy, h, y, 1.0 / len(x))
             for number in range(len(steps) - 1, -1, -1):
                 step = steps[number]
-                dh = timed(f"backward {number} {describe(step)}", step.backward, dh, caches[number],
+                dh = timed(f"backward {number} {describe(step, len(x))}", step.backward, dh, caches[number],
                            grads[step.index], workspace, number > 0)
             timed("optimizer (Adam, one kernel)", model.optimizer.apply, model.flat_params, model.flat_grads)
     total = sum(min(values[3:]) for values in times.values())
@@ -60,11 +60,14 @@ def main():
     print(f"  {'total':55s} {total * 1e3:8.3f}   -> {arguments.batch / total:,.0f} images/s per core")
 
 
-def describe(step):
+def describe(step, batch):
+    """The step's layers and how this batch goes through them (see ConvStep.forward in minicnn/execution.py)."""
     layers = "+".join(type(layer).__name__ for layer in step.layers)
-    method = (" (one channel, kernels/single_channel.py)" if getattr(step, "single_channel", False)
-              else " (Winograd)" if getattr(step, "winograd", False) else "")
-    return layers + method
+    if getattr(step, "single_channel", False):
+        return layers + " (one channel)"
+    if getattr(step, "winograd", False) and batch * step.tiles_h * step.tiles_w >= WINOGRAD_MIN_TILES:
+        return layers + " (Winograd)"
+    return layers + (" (im2col)" if hasattr(step, "winograd") else "")
 
 
 if __name__ == "__main__":
