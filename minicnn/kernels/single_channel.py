@@ -35,18 +35,16 @@ from minicnn.kernels.jit import njit
 
 
 # ---------------------------------------------------------------- NumPy twins (read these first)
-def _shifted(x, ky, kx, out_h, out_w):
-    """The input pixel the (ky, kx) tap of the kernel sees, for each of the 2*out_h x 2*out_w conv outputs."""
-    return x[:, ky:ky + 2 * out_h, kx:kx + 2 * out_w, :]  # (N, 2*OH, 2*OW, 1)
+def _taps(x, out_h, out_w):
+    """The 9 pixels each of the 2*out_h x 2*out_w convolution outputs sees, side by side: (N, 2OH, 2OW, 9), in
+    the kernel's (ky, kx) order (the im2col of a one-channel image)."""
+    return np.stack([x[:, ky:ky + 2 * out_h, kx:kx + 2 * out_w, 0] for ky in range(3) for kx in range(3)], axis=-1)
 
 
 def single_channel_pool_forward_numpy(x, kernel, bias, relu, y, argmax):
     """y[...] = maxpool2x2(relu(conv3x3(x) + bias)), argmax[...] = where each maximum was. Returns y."""
     _, out_h, out_w, filters = y.shape
-    z = np.zeros((len(x), 2 * out_h, 2 * out_w, filters), dtype=y.dtype)
-    for ky in range(3):
-        for kx in range(3):
-            z += _shifted(x, ky, kx, out_h, out_w) * kernel[ky, kx, 0]  # (N, 2OH, 2OW, 1) * (F,)
+    z = _taps(x, out_h, out_w) @ kernel.reshape(9, filters)  # (N, 2OH, 2OW, 9) @ (9, F): the convolution
     return conv_epilogue_forward_numpy(z, bias, relu, 2, 2, 2, 2, 0, 0, y, argmax)
 
 
@@ -55,9 +53,7 @@ def single_channel_pool_backward_numpy(dy, y, argmax, x, relu, dkernel, dbias):
     _, out_h, out_w, filters = dy.shape
     dz = np.empty((len(x), 2 * out_h, 2 * out_w, filters), dtype=dy.dtype)
     conv_epilogue_backward_numpy(dy, y, argmax, relu, 2, 2, 2, 2, 0, 0, dz, dbias)
-    for ky in range(3):
-        for kx in range(3):
-            dkernel[ky, kx, 0] = np.tensordot(_shifted(x, ky, kx, out_h, out_w)[..., 0], dz, axes=3)  # (F,)
+    dkernel[...] = (_taps(x, out_h, out_w).reshape(-1, 9).T @ dz.reshape(-1, filters)).reshape(dkernel.shape)
     return dkernel
 
 
