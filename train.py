@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULTS = {  # per model: epochs, batch size, learning rate, learning-rate decay per epoch
-    "default": (6, 64, 1e-3, 0.6),  # measured: 99.20% on the MNIST test set
+    "default": (6, 64, 1e-3, 0.6),  # measured: 99.14% on the MNIST test set (seed 0)
     "seed": (8, 32, 1e-3, 0.7),     # measured: 98.80%
     "lenet5": (6, 64, 1e-3, 0.7),
     "mlp": (10, 64, 1e-3, 0.7),
@@ -28,7 +28,7 @@ def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(
         description="Train a minicnn model on MNIST or Fashion-MNIST, report test accuracy, save the model.")
     parser.add_argument("--model", choices=sorted(DEFAULTS), default="default",
-                        help="architecture: 'default' (the default: 2 x [Conv 3x3 + pool], Dense 128; 99.2%% on MNIST), 'seed' "
+                        help="architecture: 'default' (the default: 2 x [Conv 3x3 + pool], Dense 128; 99.1%% on MNIST), 'seed' "
                              "(the reports' 3 x [Conv 64 3x3 + pool], Dense 64/32/10), 'lenet5', or 'mlp'")
     parser.add_argument("--epochs", type=int, default=None,
                         help="passes over the training data (default: per model, %s)"
