@@ -38,6 +38,12 @@ def gray_model(dtype, **settings):
     return minicnn.Sequential(layers, input_shape=(10, 12, 1), dtype=dtype, seed=5, **settings)
 
 
+def dense_model(dtype, **settings):
+    """No convolutions: training lets BLAS split its products instead of splitting the batch over threads."""
+    layers = [Flatten(), Dense(300, activation="relu"), Dense(40, activation="relu"), Dense(4, activation="softmax")]
+    return minicnn.Sequential(layers, input_shape=(6, 7, 2), dtype=dtype, seed=6, **settings)
+
+
 def seed_model(dtype, **settings):
     model = minicnn.seed_cnn(dtype=dtype)
     model.fuse = settings.get("fuse", True)
@@ -46,7 +52,8 @@ def seed_model(dtype, **settings):
 
 
 MODELS = {"seed": (seed_model, (28, 28, 1), 10), "small": (small_model, (25, 21, 3), 3),
-          "odd": (odd_model, (9, 9, 2), 4), "gray": (gray_model, (10, 12, 1), 3)}
+          "odd": (odd_model, (9, 9, 2), 4), "gray": (gray_model, (10, 12, 1), 3),
+          "dense": (dense_model, (6, 7, 2), 4)}
 
 
 def data(input_shape, classes, count, dtype, seed=0):
@@ -88,7 +95,7 @@ def test_one_channel_convolutions_take_their_own_path():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", ["seed", "small", "odd", "gray"])
+@pytest.mark.parametrize("name", ["seed", "small", "odd", "gray", "dense"])
 @pytest.mark.parametrize("winograd_min_tiles", [1, execution.WINOGRAD_MIN_TILES])
 def test_fused_equals_layer_by_layer(name, dtype, winograd_min_tiles, monkeypatch):
     """(With winograd_min_tiles=1 every layer that can take the Winograd path takes it, even on 11 images.)"""
@@ -132,8 +139,13 @@ def test_fused_equals_layer_by_layer(name, dtype, winograd_min_tiles, monkeypatc
     assert fast.evaluate(x, y) == pytest.approx(plain.evaluate(x, y), rel=1e-5)
 
 
+def test_models_without_convolutions_let_blas_split_training():
+    assert dense_model("float32")._engine.blas_splits_training
+    assert not any(MODELS[name][0]("float32")._engine.blas_splits_training for name in ("seed", "small", "gray"))
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", ["seed", "small", "gray"])
+@pytest.mark.parametrize("name", ["seed", "small", "gray", "dense"])
 @pytest.mark.parametrize("fuse", [True, False])
 def test_one_thread_equals_two(name, dtype, fuse):
     build, input_shape, classes = MODELS[name]
@@ -211,11 +223,13 @@ def test_settings(monkeypatch):
 def test_blas_is_restored_after_a_step():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     before = [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
-    model = minicnn.seed_cnn().compile("adam")
-    x, y = data((28, 28, 1), 10, 8, "float32")
-    model.train_step(x, y)
-    after = [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
-    assert after == before
+    for build, input_shape, classes in (MODELS["seed"], MODELS["dense"]):  # (BLAS held to 1 thread; set to 2)
+        model = build("float32", threads=2).compile("adam")
+        x, y = data(input_shape, classes, 8, "float32")
+        model.train_step(x, y)
+        model.predict(x)
+        after = [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+        assert after == before
 
 
 _FORKED = {}
