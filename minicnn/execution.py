@@ -127,25 +127,30 @@ class _BlasSingleThreaded:
     """``with ONE_BLAS_THREAD:`` holds BLAS (OpenBLAS, MKL, ...) to one thread, then restores it.
 
     Nestable and safe to enter from several threads: the first one in limits BLAS, the last one out restores it.
+    (It talks to the BLAS libraries through threadpoolctl's per-library controllers: a few microseconds, where
+    ``threadpoolctl.threadpool_limits`` takes about 11; every prediction and training step pays it.)
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._depth = 0
         self._controller = None
-        self._limiter = None
+        self._saved = []  # (library, its thread count before)
 
     def controller(self):
         """threadpoolctl's view of the BLAS libraries loaded, made once (finding them takes a while)."""
         if self._controller is None:
             from threadpoolctl import ThreadpoolController
-            self._controller = ThreadpoolController()
+            self._controller = ThreadpoolController().select(user_api="blas")
         return self._controller
 
     def __enter__(self):
         with self._lock:
             if self._depth == 0:
-                self._limiter = self.controller().limit(limits=1, user_api="blas")
+                self._saved = [(library, library.get_num_threads()) for library in self.controller().lib_controllers]
+                for library, threads in self._saved:
+                    if threads != 1:
+                        library.set_num_threads(1)
             self._depth += 1
         return self
 
@@ -153,8 +158,10 @@ class _BlasSingleThreaded:
         with self._lock:
             self._depth -= 1
             if self._depth == 0:
-                self._limiter.restore_original_limits()
-                self._limiter = None
+                for library, threads in self._saved:
+                    if threads != 1:
+                        library.set_num_threads(threads)
+                self._saved = []
         return False
 
 
