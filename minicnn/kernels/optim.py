@@ -16,6 +16,14 @@ SGD with momentum, as Keras 3::
     p       += velocity                                             (plain)
     p       += momentum * velocity - learning_rate * g              (nesterov)
 
+**Subnormal numbers are flushed to zero** in the optimizer state (m, v, velocity). Where a parameter's gradient
+stays 0 (the weights into a ReLU unit that never fires), m and the velocity shrink by beta_1 (or the momentum)
+every step and after ~800 steps fall below the smallest normal float32, 1.2e-38. The CPU computes with such
+"subnormal" numbers 10-100 times slower than with normal ones: measured, an MLP on random data had 38% of m
+subnormal after 1,000 steps, and its training slowed from 16,900 to 7,500 images/s. Setting them to 0 changes
+each update by less than 1e-38 * learning_rate / epsilon. (TensorFlow flushes subnormals in all of its CPU
+math for the same reason.)
+
 The scalar coefficients arrive already cast to the buffer's dtype, so float32 math stays float32. The Numba
 kernels use ``error_model="numpy"``: Numba's default ("python") checks every division for a zero divisor, which
 keeps the loop from being vectorised (Adam over 81k parameters: about 5x slower).
@@ -23,29 +31,43 @@ keeps the loop from being vectorised (Adam over 81k parameters: about 5x slower)
 from __future__ import annotations
 
 import numpy as np
-from minicnn.kernels.jit import njit
 
 from minicnn.backend import pick
+from minicnn.kernels.jit import njit
+
+
+def _flush_subnormals(state):
+    """state[...] = 0 where |state| is below the dtype's smallest normal number (see the module docstring)."""
+    state[np.abs(state) < np.finfo(state.dtype).tiny] = 0
 
 
 def adam_update_numpy(params, grads, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
     m += (grads - m) * one_minus_beta_1
     v += (grads * grads - v) * one_minus_beta_2
+    _flush_subnormals(m)
+    _flush_subnormals(v)
     params -= (m * alpha) / (np.sqrt(v) + epsilon)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def adam_update_numba(params, grads, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    zero = params.dtype.type(0)
+    tiny = params.dtype.type(1.1754943508222875e-38 if params.itemsize == 4 else 2.2250738585072014e-308)
     for i in range(params.size):
         g = grads[i]
-        m[i] += (g - m[i]) * one_minus_beta_1
-        v[i] += (g * g - v[i]) * one_minus_beta_2
-        params[i] -= (m[i] * alpha) / (np.sqrt(v[i]) + epsilon)
+        m_i = m[i] + (g - m[i]) * one_minus_beta_1
+        v_i = v[i] + (g * g - v[i]) * one_minus_beta_2
+        m_i = zero if abs(m_i) < tiny else m_i  # (subnormal: see the module docstring)
+        v_i = zero if v_i < tiny else v_i
+        m[i] = m_i
+        v[i] = v_i
+        params[i] -= (m_i * alpha) / (np.sqrt(v_i) + epsilon)
 
 
 def sgd_update_numpy(params, grads, velocity, learning_rate, momentum, nesterov):
     velocity *= momentum
     velocity -= learning_rate * grads
+    _flush_subnormals(velocity)
     if nesterov:
         params += momentum * velocity - learning_rate * grads
     else:
@@ -54,8 +76,11 @@ def sgd_update_numpy(params, grads, velocity, learning_rate, momentum, nesterov)
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def sgd_update_numba(params, grads, velocity, learning_rate, momentum, nesterov):
+    zero = params.dtype.type(0)
+    tiny = params.dtype.type(1.1754943508222875e-38 if params.itemsize == 4 else 2.2250738585072014e-308)
     for i in range(params.size):
-        velocity[i] = momentum * velocity[i] - learning_rate * grads[i]
+        velocity_i = momentum * velocity[i] - learning_rate * grads[i]
+        velocity[i] = zero if abs(velocity_i) < tiny else velocity_i  # (subnormal: see the module docstring)
         if nesterov:
             params[i] += momentum * velocity[i] - learning_rate * grads[i]
         else:
