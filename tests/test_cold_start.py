@@ -198,6 +198,20 @@ def test_lazy_kernel_exposes_py_func_and_loads_once_from_two_threads(numba_cache
                       "loaded_after": True}
 
 
+def test_a_kernel_can_call_a_helper_kernel_of_its_file(numba_cache):
+    """winograd's two backward output kernels share _tile_dM_numba: calling a lazy kernel from a kernel works,
+    and the module keeps the lazy object."""
+    result = run_fresh(PREAMBLE + """
+    from minicnn.kernels import winograd
+    dy = np.arange(12, dtype=np.float32).reshape(1, 2, 2, 3)
+    fast = winograd.output_transform_backward_numba(dy, 1, 1, np.zeros((16, 1, 3), np.float32))
+    reference = winograd.output_transform_backward_numpy(dy, 1, 1, np.zeros((16, 1, 3), np.float32))
+    print(json.dumps({"same": bool(np.array_equal(fast, reference)),
+                      "helper_still_lazy": isinstance(winograd._tile_dM_numba, jit.LazyKernel)}))
+    """, numba_cache)
+    assert result == {"same": True, "helper_still_lazy": True}
+
+
 def test_numba_disable_jit_still_works(numba_cache, model_file):
     result = run_fresh(PREAMBLE + f"""
     from minicnn.kernels import fused

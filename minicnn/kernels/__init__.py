@@ -23,4 +23,5 @@ first run ever pays for compilation) and ``nogil=True`` (two Python threads can 
 
 They are declared with ``minicnn.kernels.jit.njit``, a lazy ``numba.njit``: importing these modules does not
 import Numba; the first call of a kernel does (see ``jit.py``, and ``minicnn/backend.py`` for the tiered start).
+A kernel may call another kernel of its own file (winograd's backward output kernels share ``_tile_dM_numba``).
 """

@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import sys
 import threading
+import types
 
 _lock = threading.RLock()  # held while Numba is imported and while a dispatcher is created (re-entered then)
 _numba = None              # the numba module, once load_numba() has run
@@ -117,9 +118,27 @@ class LazyKernel:
         if dispatcher is None:
             with _lock:
                 if self.dispatcher is None:
-                    self.dispatcher = load_numba().njit(**self.options)(self.py_func)
+                    self.dispatcher = load_numba().njit(**self.options)(self._with_helpers_loaded())
                 dispatcher = self.dispatcher
         return dispatcher
+
+    def _with_helpers_loaded(self):
+        """The function, seeing the Numba dispatchers of the lazy kernels it calls (its "helpers").
+
+        Numba compiles a call from one kernel to another only if the callee's global name refers to a Numba
+        dispatcher when the caller compiles. So the helpers are loaded first, and the caller gets a copy of its
+        module's globals in which their names refer to their dispatchers (the module itself keeps the lazy
+        objects). Keep a kernel's helpers in the kernel's own file: Numba's disk cache notices a change to the
+        file it compiled from, not to another file the kernel calls into."""
+        function = self.py_func
+        helpers = {name: function.__globals__[name].load() for name in function.__code__.co_names
+                   if isinstance(function.__globals__.get(name), LazyKernel)}
+        if not helpers:
+            return function
+        copy = types.FunctionType(function.__code__, {**function.__globals__, **helpers}, function.__name__,
+                                  function.__defaults__, function.__closure__)
+        functools.update_wrapper(copy, function)  # the same name, qualified name and module: the same cache entry
+        return copy
 
     def __call__(self, *args, **kwargs):
         dispatcher = self.dispatcher

@@ -272,6 +272,44 @@ def output_transform_numba(M, tiles_h, tiles_w, y):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _tile_dM_numba(y00, y01, y10, y11, p, dM):
+    """dM[:, p] = A dY A^T for one tile, from its four output gradients (one row of filters each): t = A dY
+    (rows y0 + y1 and y0 - y1 in the middle), then the same on the columns. One loop per output row of dM."""
+    for f in range(dM.shape[2]):
+        dM[0, p, f] = y00[f]
+    for f in range(dM.shape[2]):
+        dM[1, p, f] = y00[f] + y01[f]
+    for f in range(dM.shape[2]):
+        dM[2, p, f] = y00[f] - y01[f]
+    for f in range(dM.shape[2]):
+        dM[3, p, f] = -y01[f]
+    for f in range(dM.shape[2]):
+        dM[4, p, f] = y00[f] + y10[f]
+    for f in range(dM.shape[2]):
+        dM[5, p, f] = (y00[f] + y10[f]) + (y01[f] + y11[f])
+    for f in range(dM.shape[2]):
+        dM[6, p, f] = (y00[f] + y10[f]) - (y01[f] + y11[f])
+    for f in range(dM.shape[2]):
+        dM[7, p, f] = -(y01[f] + y11[f])
+    for f in range(dM.shape[2]):
+        dM[8, p, f] = y00[f] - y10[f]
+    for f in range(dM.shape[2]):
+        dM[9, p, f] = (y00[f] - y10[f]) + (y01[f] - y11[f])
+    for f in range(dM.shape[2]):
+        dM[10, p, f] = (y00[f] - y10[f]) - (y01[f] - y11[f])
+    for f in range(dM.shape[2]):
+        dM[11, p, f] = -(y01[f] - y11[f])
+    for f in range(dM.shape[2]):
+        dM[12, p, f] = -y10[f]
+    for f in range(dM.shape[2]):
+        dM[13, p, f] = -y10[f] - y11[f]
+    for f in range(dM.shape[2]):
+        dM[14, p, f] = y11[f] - y10[f]
+    for f in range(dM.shape[2]):
+        dM[15, p, f] = y11[f]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def output_transform_backward_numba(dy, tiles_h, tiles_w, dM):
     batch, out_h, out_w, filters = dy.shape
     zero = dy.dtype.type(0)
@@ -289,39 +327,7 @@ def output_transform_backward_numba(dy, tiles_h, tiles_w, dM):
                     y01[f] = dy[n, oy, ox + 1, f] if second_col else zero
                     y10[f] = dy[n, oy + 1, ox, f] if second_row else zero
                     y11[f] = dy[n, oy + 1, ox + 1, f] if second_row and second_col else zero
-                # dM = A dY A^T: t = A dY (rows y0+y1, y0-y1 in the middle), then the same on columns
-                for f in range(filters):
-                    dM[0, p, f] = y00[f]
-                for f in range(filters):
-                    dM[1, p, f] = y00[f] + y01[f]
-                for f in range(filters):
-                    dM[2, p, f] = y00[f] - y01[f]
-                for f in range(filters):
-                    dM[3, p, f] = -y01[f]
-                for f in range(filters):
-                    dM[4, p, f] = y00[f] + y10[f]
-                for f in range(filters):
-                    dM[5, p, f] = (y00[f] + y10[f]) + (y01[f] + y11[f])
-                for f in range(filters):
-                    dM[6, p, f] = (y00[f] + y10[f]) - (y01[f] + y11[f])
-                for f in range(filters):
-                    dM[7, p, f] = -(y01[f] + y11[f])
-                for f in range(filters):
-                    dM[8, p, f] = y00[f] - y10[f]
-                for f in range(filters):
-                    dM[9, p, f] = (y00[f] - y10[f]) + (y01[f] - y11[f])
-                for f in range(filters):
-                    dM[10, p, f] = (y00[f] - y10[f]) - (y01[f] - y11[f])
-                for f in range(filters):
-                    dM[11, p, f] = -(y01[f] - y11[f])
-                for f in range(filters):
-                    dM[12, p, f] = -y10[f]
-                for f in range(filters):
-                    dM[13, p, f] = -y10[f] - y11[f]
-                for f in range(filters):
-                    dM[14, p, f] = y11[f] - y10[f]
-                for f in range(filters):
-                    dM[15, p, f] = y11[f]
+                _tile_dM_numba(y00, y01, y10, y11, p, dM)
     return dM
 
 
@@ -383,39 +389,7 @@ def output_transform_pool_backward_numba(dy, y, argmax, relu, tiles_h, tiles_w, 
                     y01[f] = gradient if index == 1 else zero
                     y10[f] = gradient if index == 2 else zero
                     y11[f] = gradient if index == 3 else zero
-                # dM = A dY A^T, as output_transform_backward_numba
-                for f in range(filters):
-                    dM[0, p, f] = y00[f]
-                for f in range(filters):
-                    dM[1, p, f] = y00[f] + y01[f]
-                for f in range(filters):
-                    dM[2, p, f] = y00[f] - y01[f]
-                for f in range(filters):
-                    dM[3, p, f] = -y01[f]
-                for f in range(filters):
-                    dM[4, p, f] = y00[f] + y10[f]
-                for f in range(filters):
-                    dM[5, p, f] = (y00[f] + y10[f]) + (y01[f] + y11[f])
-                for f in range(filters):
-                    dM[6, p, f] = (y00[f] + y10[f]) - (y01[f] + y11[f])
-                for f in range(filters):
-                    dM[7, p, f] = -(y01[f] + y11[f])
-                for f in range(filters):
-                    dM[8, p, f] = y00[f] - y10[f]
-                for f in range(filters):
-                    dM[9, p, f] = (y00[f] - y10[f]) + (y01[f] - y11[f])
-                for f in range(filters):
-                    dM[10, p, f] = (y00[f] - y10[f]) - (y01[f] - y11[f])
-                for f in range(filters):
-                    dM[11, p, f] = -(y01[f] - y11[f])
-                for f in range(filters):
-                    dM[12, p, f] = -y10[f]
-                for f in range(filters):
-                    dM[13, p, f] = -y10[f] - y11[f]
-                for f in range(filters):
-                    dM[14, p, f] = y11[f] - y10[f]
-                for f in range(filters):
-                    dM[15, p, f] = y11[f]
+                _tile_dM_numba(y00, y01, y10, y11, p, dM)
     return dM
 
 
