@@ -52,8 +52,10 @@ def parse_arguments(argv=None):
                         help="where to save the trained model (default: models/<dataset>-<model>.npz)")
     parser.add_argument("--no-save", action="store_true", help="do not save the model")
     parser.add_argument("--quiet", action="store_true", help="print only the final results")
-    parser.add_argument("--kernels", choices=["numba", "numpy"], default=None,
-                        help="run the Numba kernels (fast) or their readable NumPy twins (default: $MINICNN_KERNELS or numba)")
+    parser.add_argument("--engine", choices=["fast", "reference", "twins"], default=None,
+                        help="what runs the model: 'fast' (the default: fused steps, Numba kernels, two threads), "
+                             "'reference' (every layer's own NumPy functions, in order: slow, the code to read) or "
+                             "'twins' (the fast plan with each kernel's NumPy twin); default $MINICNN_ENGINE or fast")
     parser.add_argument("--limit", type=int, default=None,
                         help="train on only the first N training images (for quick experiments)")
     arguments = parser.parse_args(argv)
@@ -76,8 +78,6 @@ def main(argv=None):
     import mnist_loader
     from minicnn.metrics import classification_report, confusion_matrix, format_confusion_matrix
 
-    if arguments.kernels:
-        minicnn.set_kernels(arguments.kernels)
     epochs, batch_size, learning_rate, decay = DEFAULTS[arguments.model]
     epochs = arguments.epochs or epochs
     batch_size = arguments.batch_size or batch_size
@@ -101,14 +101,15 @@ def main(argv=None):
         (x_train, y_train), validation = mnist_loader.train_val_split(x_train, y_train, arguments.val_split,
                                                                       seed=arguments.seed)
 
-    model = minicnn.ARCHITECTURES[arguments.model](input_shape=x_train.shape[1:], seed=arguments.seed)
+    model = minicnn.ARCHITECTURES[arguments.model](input_shape=x_train.shape[1:], seed=arguments.seed,
+                                                   engine=arguments.engine)
     model.compile(optimizer=minicnn.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
     if not arguments.quiet:
         model.summary()
     say(f"training on {len(x_train):,} images ({len(validation[0]):,} held out for validation) "
         if validation else f"training on {len(x_train):,} images ", end="")
     say(f"for {epochs} epochs, batch {batch_size}, Adam lr {learning_rate} x {decay} per epoch, "
-        f"{minicnn.current_kernels()} kernels")
+        f"{model.engine} engine")
     schedule = minicnn.callbacks.LearningRateScheduler(lambda epoch, lr: learning_rate * decay ** epoch)
 
     started = time.perf_counter()

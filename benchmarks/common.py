@@ -27,15 +27,16 @@ MINICNN_BUILDERS = {"seed": "seed_cnn", "lenet5": "lenet5", "mlp": "mlp"}
 
 # contender key -> (label, worker script, extra worker arguments)
 CONTENDERS = {
-    "minicnn": ("minicnn (Numba kernels)", "minicnn_worker.py", ["--kernels", "numba"]),
-    "minicnn-numpy": ("minicnn (NumPy twins)", "minicnn_worker.py", ["--kernels", "numpy"]),
+    "minicnn": ("minicnn (fast engine, Numba kernels)", "minicnn_worker.py", ["--engine", "fast"]),
+    "minicnn-numpy": ("minicnn (fast plan, NumPy twins)", "minicnn_worker.py", ["--engine", "twins"]),
+    "minicnn-reference": ("minicnn (reference engine)", "minicnn_worker.py", ["--engine", "reference"]),
     "torch": ("PyTorch eager, NCHW", "torch_worker.py", ["--layout", "nchw"]),
     "torch-cl": ("PyTorch eager, channels_last", "torch_worker.py", ["--layout", "channels_last"]),
     "keras-jax": ("Keras 3 / JAX", "keras_worker.py", ["--backend", "jax"]),
     "keras-tf": ("Keras 3 / TensorFlow", "keras_worker.py", ["--backend", "tensorflow"]),
 }
 REFERENCE = "torch"  # ratios are taken against this contender, measured in the same rounds
-GROUPS = {"minicnn": ("minicnn", "minicnn-numpy"), "torch": ("torch", "torch-cl"), "pytorch": ("torch", "torch-cl"),
+GROUPS = {"minicnn": ("minicnn", "minicnn-numpy", "minicnn-reference"), "torch": ("torch", "torch-cl"), "pytorch": ("torch", "torch-cl"),
           "keras": ("keras-jax", "keras-tf"), "minicnn-numba": ("minicnn",), "torch-nchw": ("torch",)}
 
 THREADS = 2  # every contender gets both cores of the benchmark machine

@@ -1,4 +1,4 @@
-"""Where one training step of minicnn's fast path spends its time, step by step (minicnn only, no other framework).
+"""Where one training step of minicnn's fast engine spends its time, step by step (minicnn only, no other framework).
 
     python benchmarks/profile_step.py                 # seed CNN, 64 images on one thread (half of batch 128)
     python benchmarks/profile_step.py --batch 16 --model default
@@ -14,7 +14,9 @@ import time
 import numpy as np
 
 import minicnn
-from minicnn.execution import ONE_BLAS_THREAD, WINOGRAD_MIN_TILES
+from minicnn.fast.engine import NUMBA_KERNELS
+from minicnn.fast.parallel import ONE_BLAS_THREAD, Workspace
+from minicnn.fast.plan import build_steps
 from minicnn.losses import softmax_cross_entropy
 
 
@@ -26,8 +28,7 @@ def main():
     arguments = parser.parse_args()
 
     model = minicnn.ARCHITECTURES[arguments.model]().compile("adam")
-    engine, rng = model._engine, np.random.default_rng(0)
-    workspace = engine._workspace(0)
+    rng, workspace, kernels = np.random.default_rng(0), Workspace(), NUMBA_KERNELS
     x = rng.random((arguments.batch, *model.input_shape), dtype=np.float32)
     y = rng.integers(0, model.num_classes, arguments.batch)
     grads = [[p.grad for p in layer.parameters()] for layer in model.layers]
@@ -39,19 +40,20 @@ def main():
         times.setdefault(name, []).append(time.thread_time() - start)
         return result
 
-    steps = engine.logit_steps
+    steps = build_steps(model.layers)[:-1]  # (the final Softmax is part of the loss)
     with ONE_BLAS_THREAD:
         for _ in range(arguments.repeats + 3):
             h, caches = x, []
             for number, step in enumerate(steps):
-                h, cache = timed(f"forward  {number} {describe(step, len(x))}", step.forward, h, workspace, True)
+                h, cache = timed(f"forward  {number} {describe(step, len(x))}", step.forward, h, kernels, workspace,
+                                 True)
                 caches.append(cache)
             _, dh = timed("loss (softmax + cross-entropy)", softmax_cross_entropy, h, y, 1.0 / len(x))
             for number in range(len(steps) - 1, -1, -1):
                 step = steps[number]
                 dh = timed(f"backward {number} {describe(step, len(x))}", step.backward, dh, caches[number],
-                           grads[step.index], workspace, number > 0)
-            timed("optimizer (Adam, one kernel)", model.optimizer.apply, model.flat_params, model.flat_grads)
+                           grads[step.index], kernels, workspace, number > 0)
+            timed("optimizer (Adam, one kernel)", model.optimizer.apply, model.flat_params, model.flat_grads, kernels)
     total = sum(min(values[3:]) for values in times.values())
     print(f"{arguments.model}: {arguments.batch} images on one thread, CPU ms per part (min of {arguments.repeats})")
     for name, values in times.items():
@@ -61,13 +63,8 @@ def main():
 
 
 def describe(step, batch):
-    """The step's layers and how this batch goes through them (see ConvStep.forward in minicnn/execution.py)."""
-    layers = "+".join(type(layer).__name__ for layer in step.layers)
-    if getattr(step, "single_channel", False):
-        return layers + " (one channel)"
-    if getattr(step, "winograd", False) and batch * step.tiles_h * step.tiles_w >= WINOGRAD_MIN_TILES:
-        return layers + " (Winograd)"
-    return layers + (" (im2col)" if hasattr(step, "winograd") else "")
+    """The step's layers and the algorithm this batch takes (minicnn/fast/plan.py)."""
+    return "+".join(type(layer).__name__ for layer in step.layers) + f" ({step.describe(batch)[0]})"
 
 
 if __name__ == "__main__":

@@ -46,9 +46,10 @@ METRICS = {
     "latency1": ("single-image predict latency", "ms", False),
 }
 # the libraries each contender needs (checked without importing them)
-NEEDS = {"minicnn": ("minicnn", "numba"), "minicnn-numpy": ("minicnn", "numba"), "torch": ("torch",),
+NEEDS = {"minicnn": ("minicnn", "numba"), "minicnn-numpy": ("minicnn", "numba"),
+         "minicnn-reference": ("minicnn", "numba"), "torch": ("torch",),
          "torch-cl": ("torch",), "keras-jax": ("keras", "jax", "jaxlib"), "keras-tf": ("keras", "tensorflow")}
-QUICK_CONTENDERS = ("minicnn", "minicnn-numpy", "torch", "keras-tf")
+QUICK_CONTENDERS = ("minicnn", "minicnn-numpy", "minicnn-reference", "torch", "keras-tf")
 QUIET_CORES = 0.25  # a measurement block is "quiet" if other processes used less than this many cores meanwhile
 MIN_QUIET_BLOCKS = 2  # medians use only quiet rounds when a task has at least this many
 MEMORY_STEPS = {"quick": 3, "full": 10}
@@ -395,7 +396,7 @@ class Bench:
             return {"op": "latency", "model": model, "budget": budget, "calls": 5 if warmup else steps * 10}
         op, batch = ("train", int(metric[5:])) if metric.startswith("train") else ("infer", int(metric[5:]))
         return {"op": op, "model": model, "batch": batch, "budget": budget, "steps": 1000 if warmup else steps,
-                "min_steps": (1 if key == "minicnn-numpy" else 2) if warmup else 1}
+                "min_steps": (1 if key in ("minicnn-numpy", "minicnn-reference") else 2) if warmup else 1}
 
     def warm_up(self):
         for model, metric in self.tasks():
@@ -462,7 +463,7 @@ class Bench:
     def save_models(self, directory, model="seed"):
         """Ask each worker of the start-up test to save ``model`` in its own format; returns {contender: path}."""
         paths = {}
-        suffix = {"minicnn": ".npz", "minicnn-numpy": ".npz", "torch": ".pt", "torch-cl": ".pt",
+        suffix = {"minicnn": ".npz", "minicnn-numpy": ".npz", "minicnn-reference": ".npz", "torch": ".pt", "torch-cl": ".pt",
                   "keras-jax": ".keras", "keras-tf": ".keras"}
         for key in self.args.side_contenders:
             worker = self.workers.get(key)
@@ -538,7 +539,7 @@ def peak_memory(bench, env, models, steps):
         for key in bench.args.side_contenders:
             if key in bench.unavailable:
                 continue
-            count = max(2, steps // 3) if key == "minicnn-numpy" else steps
+            count = max(2, steps // 3) if key in ("minicnn-numpy", "minicnn-reference") else steps
             try:
                 result, wall = run_child(["memory", key, model, "128", str(count)], env, timeout=900)
             except (WorkerError, subprocess.TimeoutExpired) as error:
@@ -622,7 +623,7 @@ def targets(summary, fresh, memory):
     check("seed CNN single-image predict latency: no worse than PyTorch eager (ratio >= 1.0)",
           ratio("latency1", "torch"), 1.0, missing("minicnn", "torch"))
     warm = fresh.get("minicnn", {}).get("warm", {}).get("total_s", {}).get("median")
-    # The first small predict of a process runs on the NumPy twins (minicnn/backend.py: tiered start) and compiles
+    # The first small predict of a process runs on the NumPy twins (minicnn/fast/startup.py: tiered start) and compiles
     # nothing; the second loads Numba and compiles the kernels when the cache is empty. So the first-run-ever
     # figure is taken through the second predict: it includes compiling every kernel a prediction uses.
     empty = fresh.get("minicnn", {}).get("empty", {}).get("through_second_s", {}).get("median")
@@ -761,7 +762,7 @@ def markdown(result):
                 "Timed inside the new process from its first line (import, load, predict; total = their sum). "
                 "Second predict = one more one-image predict right after: minicnn (Numba) runs the FIRST small "
                 "predict of a process on its NumPy twins without importing Numba (tiered start, "
-                "minicnn/backend.py), so the second one pays for importing Numba and loading its kernels from the "
+                "minicnn/fast/startup.py), so the second one pays for importing Numba and loading its kernels from the "
                 "JIT cache, or compiling them when the cache is empty; every later predict is fast. "
                 "Process wall = from starting the interpreter to its exit, as the parent saw it (it includes the "
                 "second predict). minicnn's JIT "
@@ -805,11 +806,11 @@ def markdown(result):
         batch = ladder[0]["batch"]
         out += [f"## What each technique buys: the seed CNN's convolutions, forward pass, batch {batch}", "",
                 "Naive loops = benchmarks/naive.py (Python loops over images, output pixels and filters, NumPy only "
-                "for each window's multiply-and-sum); NumPy twin = minicnn's vectorised im2col + one matrix product "
-                "(`minicnn.use_kernels(\"numpy\")`); Numba = minicnn's im2col kernel + BLAS sgemm. Median ms per "
+                "for each window's multiply-and-sum); reference = the reference engine's `conv2d_forward` (im2col in "
+                "NumPy + one matrix product); Numba = the fast engine's im2col kernel + BLAS sgemm. Median ms per "
                 "batch (naive: best of its runs).", "",
-                "| layer | input | MACs | naive loops (ms) | NumPy twin (ms) | Numba + BLAS (ms) | twin vs naive | "
-                "Numba vs twin | max abs diff |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "| layer | input | MACs | naive loops (ms) | reference (ms) | Numba + BLAS (ms) | reference vs naive | "
+                "Numba vs reference | max abs diff |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for row in ladder:
             out.append(f"| {row['layer']} | {'x'.join(map(str, row['input']))} | {row['macs'] / 1e6:.1f} M | "
                        f"{row['naive_ms']:.0f} | {row['numpy_ms']:.2f} | {row['numba_ms']:.3f} | "
@@ -817,11 +818,13 @@ def markdown(result):
                        f"{row['max_abs_diff']:.1e} |")
         seed = result["throughput"].get("seed", {})
         for metric in ("train128", "train32"):
+            reference = seed.get(metric, {}).get("minicnn-reference", {}).get("median")
             twin = seed.get(metric, {}).get("minicnn-numpy", {}).get("median")
             fast = seed.get(metric, {}).get("minicnn", {}).get("median")
-            if twin and fast:
-                out += ["", f"Whole training step of the seed CNN ({METRICS[metric][0]}): NumPy twins {twin:,.0f} "
-                            f"images/s, Numba kernels {fast:,.0f} images/s ({fast / twin:.1f}x)."]
+            if reference and twin and fast:
+                out += ["", f"Whole training step of the seed CNN ({METRICS[metric][0]}): reference engine "
+                            f"{reference:,.0f} images/s, the fast plan on NumPy twins {twin:,.0f}, on Numba kernels "
+                            f"{fast:,.0f} ({fast / reference:.1f}x the reference engine)."]
                 break
         out.append("")
     out += ["## Targets", "", "```"] + [f"{t['status']}  {t['target']}: {t['measured']}" for t in result["targets"]]
@@ -840,7 +843,7 @@ def chart(result, path):
     throughput = result["throughput"]
     models = list(throughput)
     keys = [k for k in result["meta"]["contenders"]]
-    colors = {"minicnn": "#d62728", "minicnn-numpy": "#ff9896", "torch": "#1f77b4", "torch-cl": "#aec7e8",
+    colors = {"minicnn": "#d62728", "minicnn-numpy": "#ff9896", "minicnn-reference": "#e377c2", "torch": "#1f77b4", "torch-cl": "#aec7e8",
               "keras-jax": "#2ca02c", "keras-tf": "#98df8a"}
     if not models:
         fig, ax = plt.subplots(figsize=(6, 2))

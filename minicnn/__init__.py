@@ -2,20 +2,19 @@
 
     import minicnn
     from minicnn.layers import Conv2D, MaxPool2D, Flatten, Dense
-    model = minicnn.Sequential([...], input_shape=(28, 28, 1))
+    model = minicnn.Sequential([...], input_shape=(28, 28, 1), engine="fast")   # or engine="reference"
 
-See docs/design.md for how the pieces fit together.
+Reading order: minicnn/layers/ (one layer per file), minicnn/reference.py (the reference engine: those
+layers in order), minicnn/model.py, then minicnn/fast/ (the fast engine: a plan of fused steps and kernels).
 """
 from minicnn import callbacks, layers, optimizers
 from minicnn.architectures import ARCHITECTURES, default_cnn, lenet5, mlp, seed_cnn
-from minicnn.backend import current_kernels, set_kernels, use_kernels, warm_up
 from minicnn.errors import LabelError, MiniCNNError, ModelFileError, NonFiniteLossError, ShapeError
 from minicnn.history import History
-from minicnn.model import Sequential
-from minicnn.serialization import load_model
+from minicnn.model import ENGINES, Sequential, load_model, warm_up
 
 __version__ = "0.1.0"
 
-__all__ = ["callbacks", "layers", "optimizers", "Sequential", "load_model", "History", "current_kernels", "set_kernels",
-           "use_kernels", "warm_up", "seed_cnn", "default_cnn", "lenet5", "mlp", "ARCHITECTURES", "MiniCNNError",
-           "ShapeError", "LabelError", "NonFiniteLossError", "ModelFileError"]
+__all__ = ["callbacks", "layers", "optimizers", "Sequential", "load_model", "History", "ENGINES", "warm_up",
+           "seed_cnn", "default_cnn", "lenet5", "mlp", "ARCHITECTURES", "MiniCNNError", "ShapeError", "LabelError",
+           "NonFiniteLossError", "ModelFileError"]

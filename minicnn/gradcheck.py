@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minicnn.losses import softmax_cross_entropy
+
 
 @dataclass
 class GradCheckResult:
@@ -116,7 +118,6 @@ def check_model(model, x, y, seed=0, epsilon=1e-6, max_entries=50, verbose=True)
         logits = x
         for layer in model._logit_layers():
             logits, _ = layer.forward(logits, True)
-        from minicnn.losses import softmax_cross_entropy
         return softmax_cross_entropy(logits, y, 1.0)[0] / len(x)
 
     _, _, dx = model.loss_and_gradients(x, y, need_input_grad=True)

@@ -9,43 +9,60 @@
     probabilities = model.predict(x_test)
     model.save("digits.npz");  same = minicnn.load_model("digits.npz")
 
-Training in one step (``train_step``)::
+Two engines run the same model, chosen with ``Sequential(..., engine=...)`` (or ``model.engine = ...``, or
+MINICNN_ENGINE for a whole process):
 
-    forward   x -> layer 1 -> ... -> logits            each layer returns its output and a cache
-    loss      fused softmax + cross-entropy on the logits, and dLoss/dlogits
-    backward  dlogits -> last layer -> ... -> layer 1  each layer writes its parameter gradients
-    update    the optimizer updates ALL parameters at once: they live in one flat buffer (``flat_params``),
-              their gradients in another (``flat_grads``); each Parameter's ``.value``/``.grad`` is a view into them.
+* ``"fast"`` (the default): minicnn/fast/, a plan of fused steps run with Numba kernels over several threads;
+  ``model.plan(batch_size)`` shows which algorithm runs for each layer and why.
+* ``"reference"``: minicnn/reference.py, every layer's own forward/backward functions in plain NumPy, in order.
+* ``"twins"``: the fast engine's plan with every Numba kernel replaced by its NumPy twin (to check and read it).
 
-How fast it runs is decided in minicnn/execution.py, not here: by default (``fuse=True``) Conv2D -> ReLU ->
-MaxPool2D and Dense -> ReLU runs are computed by fused kernels, and ``train_step``/``predict`` split each batch
-over ``threads`` threads (default min(2, cores)). ``Sequential(..., fuse=False)`` runs every layer as itself,
-exactly the loops below (``_layer_loss_and_gradients``); both paths give the same numbers to rounding.
+All three give the same numbers to float rounding (the tests check it). Parameters live in one flat buffer
+(``flat_params``) and their gradients in another (``flat_grads``); each Parameter's ``.value``/``.grad`` is a
+view into them, so the optimizer updates everything in one call.
 """
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
-from minicnn import optimizers as optimizer_registry
-from minicnn.errors import LabelError, NonFiniteLossError, ShapeError
-from minicnn.execution import Engine, default_fuse
+from minicnn import serialization
+from minicnn.errors import LabelError, ModelFileError, NonFiniteLossError, ShapeError
+from minicnn.fast.engine import FastEngine
 from minicnn.history import EpochProgress, History
-from minicnn.layers import ACTIVATION_LAYERS, Softmax
+from minicnn.layers import ACTIVATION_LAYERS, LAYER_CLASSES, Softmax
 from minicnn.losses import LOSSES, softmax_cross_entropy
+from minicnn.optimizers import OPTIMIZER_CLASSES
+from minicnn.optimizers import get as get_optimizer
+from minicnn.reference import ReferenceEngine
+
+ENGINES = {"fast": lambda layers, threads: FastEngine(layers, threads, kernels="numba"),
+           "reference": lambda layers, threads: ReferenceEngine(layers, threads),
+           "twins": lambda layers, threads: FastEngine(layers, threads, kernels="numpy")}
+
+
+def default_engine():
+    """MINICNN_ENGINE if set (fast, reference or twins), else "fast"."""
+    value = os.environ.get("MINICNN_ENGINE", "").strip().lower() or "fast"
+    if value not in ENGINES:
+        raise ValueError(f"MINICNN_ENGINE={value!r} is not an engine: use one of {sorted(ENGINES)}")
+    return value
 
 
 class Sequential:
-    def __init__(self, layers=(), input_shape=None, dtype="float32", seed=0, name="sequential", fuse=None,
+    def __init__(self, layers=(), input_shape=None, dtype="float32", seed=0, name="sequential", engine=None,
                  threads=None):
-        """``fuse``: run Conv2D/ReLU/MaxPool2D and Dense/ReLU runs with fused kernels (default True, or the
-        environment variable MINICNN_FUSE=0 to turn it off). ``threads``: how many threads split each batch in
-        train_step/predict (default min(2, cores), or MINICNN_THREADS). Neither changes the results beyond
-        float rounding; both can be changed at any time (``model.fuse = False``)."""
+        """``engine``: "fast" (default, or MINICNN_ENGINE), "reference" or "twins" (see the module docstring).
+        ``threads``: how many threads the fast engine splits each batch over (default min(2, cores), or
+        MINICNN_THREADS). Neither changes the results beyond float rounding; both can be changed at any time
+        (``model.engine = "reference"``)."""
         self.name = name
-        self.fuse = default_fuse() if fuse is None else bool(fuse)
-        self.threads = threads
+        self._engine_name = default_engine() if engine is None else engine
+        if self._engine_name not in ENGINES:
+            raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}")
+        self._threads = threads
         self._engine = None
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -105,11 +122,36 @@ class Sequential:
             except ShapeError as error:
                 raise ShapeError(f"layer {index} ({layer.name}): {error}") from None
         self._pack_parameters()
-        self._engine = Engine(self)
         self.built = True
+        self._make_engine()
         if self.optimizer is not None:
             self.optimizer.build(self.flat_params)
         return self
+
+    def _make_engine(self):
+        if self.built:
+            self._engine = ENGINES[self._engine_name](self.layers, self._threads)
+
+    @property
+    def engine(self):
+        """The engine that runs the model: "fast", "reference" or "twins". Assign to switch."""
+        return self._engine_name
+
+    @engine.setter
+    def engine(self, name):
+        if name not in ENGINES:
+            raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {name!r}")
+        self._engine_name = name
+        self._make_engine()
+
+    @property
+    def threads(self):
+        return self._threads
+
+    @threads.setter
+    def threads(self, threads):
+        self._threads = threads
+        self._make_engine()
 
     def _pack_parameters(self):
         """Move every parameter into one flat buffer (and every gradient into another), leaving views behind."""
@@ -124,6 +166,7 @@ class Sequential:
             parameter.value = view
             parameter.grad = self.flat_grads[offset:offset + parameter.size].reshape(parameter.shape)
             offset += parameter.size
+        self._own_grads = [[p.grad for p in layer.parameters()] for layer in self.layers]
 
     def parameters(self):
         """Every trainable Parameter, layer by layer."""
@@ -160,13 +203,29 @@ class Sequential:
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype.name, "seed": self.seed,
-                "input_shape": list(self.input_shape) if self.input_shape else None,
+                "input_shape": list(self.input_shape) if self.input_shape else None, "loss": self.loss,
+                "engine": self.engine, "threads": self.threads,
                 "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]}
 
+    @classmethod
+    def from_config(cls, config, dtype=None):
+        """A built model from ``get_config()`` (only layer classes minicnn knows are created, by name)."""
+        layers = []
+        for entry in config["layers"]:
+            layer_class = LAYER_CLASSES.get(entry.get("class"))
+            if layer_class is None:
+                raise ModelFileError(f"unknown layer class {entry.get('class')!r} in the architecture; "
+                                     f"minicnn knows {sorted(LAYER_CLASSES)}")
+            layers.append(layer_class(**entry["config"]))
+        model = cls(layers, input_shape=config["input_shape"], dtype=dtype or config["dtype"],
+                    seed=config.get("seed", 0), name=config.get("name", "sequential"),
+                    engine=config.get("engine"), threads=config.get("threads"))
+        model.loss = config.get("loss", model.loss)
+        return model
+
     def clone(self, dtype=None):
-        """A new model with the same layers and weights, optionally in another dtype (e.g. float64 for checks)."""
-        from minicnn.serialization import model_from_config
-        copy = model_from_config(self.get_config(), dtype=dtype)
+        """A new model with the same layers, settings and weights, optionally in another dtype (e.g. float64)."""
+        copy = Sequential.from_config(self.get_config(), dtype=dtype)
         copy.set_weights(self.get_weights())
         return copy
 
@@ -176,7 +235,7 @@ class Sequential:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.loss = loss
-        self.optimizer = optimizer_registry.get(optimizer)
+        self.optimizer = get_optimizer(optimizer)
         if self.built:
             self.optimizer.build(self.flat_params)
         return self
@@ -221,7 +280,7 @@ class Sequential:
 
     def forward(self, x, training=False):
         """The model's output for a batch x (already prepared): probabilities if it ends in Softmax."""
-        return self._engine.outputs(x)  # layer by layer, or fused (execution.py); split over threads
+        return self._engine.outputs(x)
 
     def activations(self, x):
         """[(layer name, output)] for every layer, for a batch x: what each layer computed (feature maps)."""
@@ -241,35 +300,20 @@ class Sequential:
         dLoss/dx or None): the input gradient is only computed when ``need_input_grad`` is True.
         """
         if grads is None:
-            grads = [[p.grad for p in layer.parameters()] for layer in self.layers]
+            grads = self._own_grads
         if scale is None:
             scale = 1.0 / len(x)
         return self._engine.loss_and_gradients(x, y, grads, scale, need_input_grad)
-
-    def _layer_loss_and_gradients(self, x, y, grads, scale, need_input_grad):
-        """loss_and_gradients computed layer by layer (the reference; the fused path lives in execution.py)."""
-        layers = self._logit_layers()
-        caches = []
-        for layer in layers:
-            x, cache = layer.forward(x, True)
-            caches.append(cache)
-        logits = x
-        loss_sum, dx = softmax_cross_entropy(logits, y, scale)
-        predictions = logits.argmax(axis=1)
-        correct = int((predictions == (y if y.ndim == 1 else y.argmax(axis=1))).sum())
-        for index in range(len(layers) - 1, -1, -1):
-            dx = layers[index].backward(dx, caches[index], grads[index], need_input_grad=index > 0 or need_input_grad)
-        return loss_sum, correct, dx
 
     def train_step(self, x, y):
         """One forward pass, backward pass and optimizer update on a prepared batch. Returns (mean loss, correct).
 
         Raises NonFiniteLossError, before updating anything, when the loss is NaN or infinite."""
-        loss_sum, correct = self._engine.gradients(x, y)  # into flat_grads; the batch split over threads
+        loss_sum, correct = self._engine.gradients(x, y, self._own_grads, self.flat_grads)
         mean_loss = loss_sum / len(x)
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(f"the training loss became {mean_loss}")
-        self.optimizer.apply(self.flat_params, self.flat_grads)
+        self.optimizer.apply(self.flat_params, self.flat_grads, self._engine.kernels)
         return mean_loss, correct
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
@@ -363,8 +407,9 @@ class Sequential:
         return np.concatenate(outputs)
 
     # ------------------------------------------------------------------ reporting and files
-    def summary(self, print_fn=print):
-        """Print (and return) a table of layers, output shapes and parameter counts, as Keras."""
+    def summary(self, print_fn=print, batch_size=32):
+        """Print (and return) a table of layers, output shapes and parameter counts, as Keras, followed by the
+        engine's plan for a batch of ``batch_size`` images (what runs for each layer, and why)."""
         if not self.built:
             self.build()
         rows = [(f"{layer.name} ({type(layer).__name__})", str((None, *layer.output_shape)),
@@ -376,18 +421,73 @@ class Sequential:
         text = [f'Model: "{self.name}"', "=" * sum(widths), line, "=" * sum(widths)]
         text += ["".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
         text += ["=" * sum(widths), f"Total params: {total:,} ({total * self.dtype.itemsize / 1024:.2f} KB, "
-                 f"{self.dtype.name})", f"Trainable params: {total:,}", "Non-trainable params: 0", ""]
+                 f"{self.dtype.name})", f"Trainable params: {total:,}", "Non-trainable params: 0", "",
+                 self.plan(batch_size, print_fn=None), ""]
         text = "\n".join(text)
         if print_fn is not None:
             print_fn(text)
         return text
 
+    def plan(self, batch_size=32, print_fn=print):
+        """Print (and return) what the engine runs for a batch of ``batch_size`` images: for the fast engine,
+        one line per step with the algorithm and why (minicnn/fast/plan.py); for the reference engine, the
+        layer files."""
+        if not self.built:
+            self.build()
+        text = self._engine.plan(int(batch_size))
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def warm_up(self):
+        """Load what the engine needs now rather than at the first call (the fast engine: Numba and its
+        compiled kernels, ~0.3 s; see minicnn/fast/startup.py), then predict zeros once for 1 and 8 images so
+        the kernels of both prediction paths are loaded (or compiled, the first run ever). For a server."""
+        if not self.built:
+            self.build()
+        self._engine.warm_up()
+        if self.engine == "fast":
+            for images in (1, 8):
+                self.predict(np.zeros((images, *self.input_shape), dtype=self.dtype))
+        return self
+
     def save(self, path, include_optimizer=True):
         """Save architecture, weights (and optimizer state) to one .npz file, atomically, without pickle."""
-        from minicnn.serialization import save_model
-        return save_model(self, path, include_optimizer=include_optimizer)
+        return serialization.save_model(self, path, include_optimizer=include_optimizer)
 
     def load_weights(self, path):
         """Load the weights of a saved model into this one (same architecture)."""
-        from minicnn.serialization import load_weights_into
-        load_weights_into(self, path)
+        if not self.built:
+            self.build()
+        _, arrays = serialization.read_model_file(path)
+        serialization.assign_weights(self, arrays, path)
+
+
+def load_model(path, dtype=None, engine=None):
+    """Rebuild a model saved with ``model.save(path)``, with its weights (and optimizer state, if saved). It runs
+    on ``engine`` if given, else on MINICNN_ENGINE if set, else on the engine it was saved with."""
+    architecture, arrays = serialization.read_model_file(path)
+    engine = engine or os.environ.get("MINICNN_ENGINE", "").strip().lower() or architecture.get("engine")
+    if engine is not None:
+        architecture["engine"] = engine
+    try:
+        model = Sequential.from_config(architecture, dtype=dtype)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: the architecture record cannot be rebuilt: {error}") from None
+    serialization.assign_weights(model, arrays, path)
+    saved_optimizer = architecture.get("optimizer")
+    if saved_optimizer is not None and saved_optimizer.get("class") in OPTIMIZER_CLASSES:
+        model.compile(optimizer=OPTIMIZER_CLASSES[saved_optimizer["class"]](**saved_optimizer["config"]),
+                      loss=model.loss)
+        state = [arrays.get(f"optimizer_{name}") for name in model.optimizer.state_names]
+        if all(array is not None and array.shape == model.flat_params.shape for array in state):
+            model.optimizer.set_state(saved_optimizer.get("iterations", 0), state)
+    return model
+
+
+def warm_up(model=None):
+    """Load Numba and every kernel now (see Sequential.warm_up, which also loads a model's kernels)."""
+    if model is not None:
+        return model.warm_up()
+    from minicnn.fast import startup
+    startup.load_numba_and_kernels()

@@ -7,7 +7,9 @@ Inside the file (a zip of .npy arrays, readable with ``np.load(path, allow_pickl
 * ``param_000``, ``param_001``, ...: the weights, in ``model.parameters()`` order (Keras layouts)
 * ``optimizer_<name>``: the optimizer's flat state arrays (Adam's m and v), if saved
 
-Loading never executes code from the file: the JSON only names layer classes from a fixed list.
+Loading never executes code from the file: the JSON only names layer classes from a fixed list
+(``Sequential.from_config``; ``minicnn.load_model`` is in minicnn/model.py). This module knows the file format
+only: it never imports the model.
 The file is first written to a temporary file beside the target and then renamed over it, so an interrupted
 save never leaves a half-written model behind (and never destroys the previous one).
 """
@@ -63,7 +65,7 @@ def write_npz_atomically(path, arrays):
         raise
 
 
-def _read(path):
+def read_model_file(path):
     """(architecture dict, {name: array}) from a model file, or a ModelFileError that says what is wrong."""
     path = Path(path)
     if not path.exists():
@@ -84,23 +86,8 @@ def _read(path):
     return architecture, arrays
 
 
-def model_from_config(config, dtype=None):
-    """A built Sequential from ``model.get_config()`` (only layer classes minicnn knows are created)."""
-    from minicnn.layers import LAYER_CLASSES
-    from minicnn.model import Sequential
-
-    layers = []
-    for entry in config["layers"]:
-        cls = LAYER_CLASSES.get(entry.get("class"))
-        if cls is None:
-            raise ModelFileError(f"unknown layer class {entry.get('class')!r} in the architecture; "
-                                 f"minicnn knows {sorted(LAYER_CLASSES)}")
-        layers.append(cls(**entry["config"]))
-    return Sequential(layers, input_shape=config["input_shape"], dtype=dtype or config["dtype"],
-                      seed=config.get("seed", 0), name=config.get("name", "sequential"))
-
-
-def _assign_weights(model, arrays, path):
+def assign_weights(model, arrays, path):
+    """Copy the file's param_### arrays into the model's parameters, checking count, shapes and finiteness."""
     parameters = model.parameters()
     stored = sorted(name for name in arrays if name.startswith("param_"))
     if len(stored) != len(parameters):
@@ -114,30 +101,3 @@ def _assign_weights(model, arrays, path):
         if not np.all(np.isfinite(array)):
             raise ModelFileError(f"{path}: weight {index} ({parameter.name}) contains NaN or infinity.")
         parameter.value[...] = array
-
-
-def load_model(path, dtype=None):
-    """Rebuild a model saved with ``model.save(path)``, with its weights (and optimizer state, if saved)."""
-    from minicnn import optimizers
-
-    architecture, arrays = _read(path)
-    try:
-        model = model_from_config(architecture, dtype=dtype)
-    except (KeyError, TypeError, ValueError) as error:
-        raise ModelFileError(f"{path}: the architecture record cannot be rebuilt: {error}") from None
-    _assign_weights(model, arrays, path)
-    saved_optimizer = architecture.get("optimizer")
-    if saved_optimizer is not None and saved_optimizer.get("class") in optimizers.OPTIMIZER_CLASSES:
-        model.compile(optimizer=optimizers.OPTIMIZER_CLASSES[saved_optimizer["class"]](**saved_optimizer["config"]))
-        state = [arrays.get(f"optimizer_{name}") for name in model.optimizer.state_names]
-        if all(array is not None and array.shape == model.flat_params.shape for array in state):
-            model.optimizer.set_state(saved_optimizer.get("iterations", 0), state)
-    return model
-
-
-def load_weights_into(model, path):
-    """Load only the weights of a saved model into an existing model of the same architecture."""
-    _, arrays = _read(path)
-    if not model.built:
-        model.build()
-    _assign_weights(model, arrays, path)

@@ -36,7 +36,7 @@ def test_benchmark_harness_produces_table_json_and_chart(tmp_path):
     seed = data["throughput"]["seed"]
     assert set(seed) == METRICS
     for metric in METRICS:
-        for contender in ("minicnn", "minicnn-numpy"):
+        for contender in ("minicnn", "minicnn-numpy", "minicnn-reference"):
             assert seed[metric][contender]["median"] > 0
 
     assert {"empty", "warm"} <= set(data["fresh_process"]["minicnn"])  # --quick: minicnn (Numba) only
@@ -53,4 +53,6 @@ def test_benchmark_harness_produces_table_json_and_chart(tmp_path):
     for heading in ("## Throughput and latency", "### seed CNN", "## Fresh process", "## Peak memory",
                     "## What each technique buys", "## Targets"):
         assert heading in markdown
-    assert "minicnn (Numba kernels)" in markdown and "minicnn (NumPy twins)" in markdown
+    for label in ("minicnn (fast engine, Numba kernels)", "minicnn (fast plan, NumPy twins)",
+                  "minicnn (reference engine)"):
+        assert label in markdown

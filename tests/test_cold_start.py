@@ -1,4 +1,4 @@
-"""The tiered start (minicnn/backend.py, minicnn/kernels/jit.py): ``import minicnn`` does not import Numba, the
+"""The tiered start (minicnn/fast/startup.py, minicnn/kernels/jit.py): ``import minicnn`` does not import Numba, the
 first small prediction of a process runs on the NumPy twins without importing it, everything after that runs on
 the Numba kernels, and all of them give the same numbers.
 
@@ -61,9 +61,9 @@ PREAMBLE = """
 def test_importing_minicnn_imports_neither_numba_nor_tqdm(numba_cache):
     result = run_fresh(PREAMBLE + """
     print(json.dumps({"numba": numba_imported(), "loaded": jit.numba_loaded(), "tqdm": "tqdm" in sys.modules,
-                      "scipy": "scipy" in sys.modules, "kernels": minicnn.current_kernels()}))
+                      "scipy": "scipy" in sys.modules, "engine": minicnn.seed_cnn().engine}))
     """, numba_cache)
-    assert result == {"numba": False, "loaded": False, "tqdm": False, "scipy": False, "kernels": "numba"}
+    assert result == {"numba": False, "loaded": False, "tqdm": False, "scipy": False, "engine": "fast"}
 
 
 def test_first_one_image_predict_runs_on_the_twins_and_the_second_on_numba(numba_cache, model_file):
@@ -76,7 +76,7 @@ def test_first_one_image_predict_runs_on_the_twins_and_the_second_on_numba(numba
     third = model.predict(images(1))
     from minicnn.kernels import fused
     print(json.dumps({{"after_first": after_first, "after_second": after_second, "loaded": loaded,
-                      "numba_ran": len(fused.conv_epilogue_forward_numba.signatures) > 0,
+                      "numba_ran": len(fused.conv_epilogue_forward_into_numba.signatures) > 0,
                       "first": first.tolist(), "second": second.tolist(), "third": third.tolist()}}))
     """, numba_cache)
     assert result["after_first"] is False  # the first prediction (one image) did not import Numba ...
@@ -107,23 +107,24 @@ def test_cold_start_can_be_turned_off(numba_cache, model_file):
     assert result == {"numba": True}
 
 
-def test_numpy_kernels_never_import_numba(numba_cache, model_file):
+@pytest.mark.parametrize("engine", ["reference", "twins"])
+def test_the_numpy_engines_never_import_numba(numba_cache, model_file, engine):
     result = run_fresh(PREAMBLE + f"""
     model = minicnn.load_model({str(model_file)!r})
     for count in (1, 1, 64):
         model.predict(images(count))
     model.compile(optimizer=minicnn.optimizers.Adam(1e-3))
     model.train_step(images(8), np.arange(8) % 10)
-    minicnn.warm_up(model)  # (does nothing on the NumPy twins)
-    print(json.dumps({{"numba": numba_imported(), "kernels": minicnn.current_kernels()}}))
-    """, numba_cache, MINICNN_KERNELS="numpy")
-    assert result == {"numba": False, "kernels": "numpy"}
+    model.warm_up()  # (loads nothing for these engines)
+    print(json.dumps({{"numba": numba_imported(), "engine": model.engine}}))
+    """, numba_cache, MINICNN_ENGINE=engine)
+    assert result == {"numba": False, "engine": engine}
 
 
 def test_warm_up_loads_numba_and_every_kernel(numba_cache, model_file):
     result = run_fresh(PREAMBLE + f"""
     model = minicnn.load_model({str(model_file)!r})
-    minicnn.warm_up(model)
+    model.warm_up()
     loaded = numba_imported() and all(kernel.dispatcher is not None for kernel in jit._kernels)
     probabilities = model.predict(images(1))
     print(json.dumps({{"loaded": loaded, "kernels": len(jit._kernels), "sum": float(probabilities.sum())}}))
@@ -132,36 +133,20 @@ def test_warm_up_loads_numba_and_every_kernel(numba_cache, model_file):
     assert result["sum"] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_cold_start_covers_the_first_small_call_and_only_the_calling_thread(numba_cache):
+def test_only_the_first_small_call_of_a_process_is_a_cold_start(numba_cache):
     result = run_fresh(PREAMBLE + """
-    import threading
-    from minicnn import backend
-
-    def numpy_version():
-        pass
-
-    kernel = jit.njit(cache=False)(lambda: 1)
-    seen = {}
-    with backend.cold_start(1) as cold:
-        seen["cold"] = cold
-        seen["here"] = backend.pick(numpy_version, kernel) is numpy_version
-        other = threading.Thread(target=lambda: seen.update(other=backend.pick(numpy_version, kernel) is kernel))
-        other.start(); other.join()
-    seen["after"] = backend.pick(numpy_version, kernel) is kernel
-    with backend.cold_start(1) as again:  # only the first call of a process qualifies
-        seen["again"] = again
-    seen["numba"] = numba_imported()
+    from minicnn.fast import startup
+    seen = {"first": startup.claim_cold_start(1), "again": startup.claim_cold_start(1),
+            "numba": numba_imported()}
     print(json.dumps(seen))
     """, numba_cache)
-    assert result == {"cold": True, "here": True, "other": True, "after": True, "again": False, "numba": False}
+    assert result == {"first": True, "again": False, "numba": False}
 
 
 def test_large_first_batch_is_not_a_cold_start(numba_cache):
     result = run_fresh(PREAMBLE + """
-    from minicnn import backend
-    with backend.cold_start(backend.COLD_START_MAX_BATCH + 1) as cold:
-        pass
-    print(json.dumps({"cold": cold}))
+    from minicnn.fast import startup
+    print(json.dumps({"cold": startup.claim_cold_start(startup.COLD_START_MAX_BATCH + 1)}))
     """, numba_cache)
     assert result == {"cold": False}
 
@@ -169,8 +154,8 @@ def test_large_first_batch_is_not_a_cold_start(numba_cache):
 def test_lazy_kernel_exposes_py_func_and_loads_once_from_two_threads(numba_cache):
     result = run_fresh(PREAMBLE + """
     import threading
-    from minicnn import backend
     from minicnn.kernels import relu
+    from minicnn.kernels.jit import KernelTable
 
     kernel = relu.relu_forward_numba
     facts = {"name": kernel.__name__, "py_func": kernel.py_func.__name__, "loaded_before": jit.numba_loaded()}
@@ -188,7 +173,7 @@ def test_lazy_kernel_exposes_py_func_and_loads_once_from_two_threads(numba_cache
         thread.join()
     facts["same"] = all(np.array_equal(output, np.maximum(x, 0)) for output in outputs)
     facts["signatures"] = len(kernel.signatures)  # forwarded to Numba's dispatcher
-    facts["picked"] = backend.pick(relu.relu_forward_numpy, kernel) is kernel.dispatcher
+    facts["picked"] = KernelTable("numba").relu_forward is kernel.dispatcher
     facts["numba_dispatcher"] = type(kernel.dispatcher).__module__.startswith("numba")
     facts["loaded_after"] = jit.numba_loaded()
     print(json.dumps(facts))
@@ -204,8 +189,8 @@ def test_a_kernel_can_call_a_helper_kernel_of_its_file(numba_cache):
     result = run_fresh(PREAMBLE + """
     from minicnn.kernels import winograd
     dy = np.arange(12, dtype=np.float32).reshape(1, 2, 2, 3)
-    fast = winograd.output_transform_backward_numba(dy, 1, 1, np.zeros((16, 1, 3), np.float32))
-    reference = winograd.output_transform_backward_numpy(dy, 1, 1, np.zeros((16, 1, 3), np.float32))
+    fast = winograd.output_transform_backward_into_numba(dy, 1, 1, np.zeros((16, 1, 3), np.float32))
+    reference = winograd.output_transform_backward_into_numpy(dy, 1, 1, np.zeros((16, 1, 3), np.float32))
     print(json.dumps({"same": bool(np.array_equal(fast, reference)),
                       "helper_still_lazy": isinstance(winograd._tile_dM_numba, jit.LazyKernel)}))
     """, numba_cache)
@@ -218,7 +203,7 @@ def test_numba_disable_jit_still_works(numba_cache, model_file):
     model = minicnn.load_model({str(model_file)!r})
     first = model.predict(images(2))   # a cold start: the NumPy twins
     second = model.predict(images(2))  # the "Numba" kernels, run as Python by NUMBA_DISABLE_JIT=1
-    kernel = fused.conv_epilogue_forward_numba
+    kernel = fused.conv_epilogue_forward_into_numba
     print(json.dumps({{"plain_python": kernel.dispatcher is kernel.py_func,
                       "close": bool(np.allclose(first, second, rtol=0, atol=1e-5))}}))
     """, numba_cache, NUMBA_DISABLE_JIT="1")

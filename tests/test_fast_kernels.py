@@ -7,6 +7,7 @@ from minicnn.kernels import fused
 from minicnn.kernels import im2col as im2col_module
 from minicnn.kernels import optim
 from minicnn.layers.base import window_output_size
+from minicnn.layers.conv2d import im2col
 
 DTYPES = [np.float32, np.float64]
 
@@ -38,19 +39,19 @@ def test_im2col_padded_and_col2im_padded(shape, dtype):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
     columns = np.full((n * out_h * out_w, kh * kw * c), np.nan, dtype=dtype)  # must be fully overwritten
-    reference = im2col_module.im2col_padded_numpy(x, columns.copy(), kh, kw, sh, sw, top, left, out_h, out_w)
-    fast = im2col_module.im2col_padded_numba(x, columns, kh, kw, sh, sw, top, left, out_h, out_w)
+    reference = im2col_module.im2col_into_numpy(x, columns.copy(), kh, kw, sh, sw, top, left, out_h, out_w)
+    fast = im2col_module.im2col_into_numba(x, columns, kh, kw, sh, sw, top, left, out_h, out_w)
     np.testing.assert_array_equal(fast, reference)
     # and it is the plain im2col of the zero-padded input, the way Conv2D's reference code does it
     pad_h = window_output_size(h, kh, sh, padding)[1]
     pad_w = window_output_size(w, kw, sw, padding)[1]
     padded = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-    np.testing.assert_array_equal(fast, im2col_module.im2col_numpy(padded, kh, kw, sh, sw, out_h, out_w))
+    np.testing.assert_array_equal(fast, im2col(padded, (kh, kw), (sh, sw), out_h, out_w))
 
     gradient = rng.standard_normal(reference.shape).astype(dtype)
-    dx_reference = im2col_module.col2im_padded_numpy(gradient, np.full_like(x, np.nan), kh, kw, sh, sw, top, left,
+    dx_reference = im2col_module.col2im_into_numpy(gradient, np.full_like(x, np.nan), kh, kw, sh, sw, top, left,
                                                      out_h, out_w)
-    dx_fast = im2col_module.col2im_padded_numba(gradient, np.full_like(x, np.nan), kh, kw, sh, sw, top, left,
+    dx_fast = im2col_module.col2im_into_numba(gradient, np.full_like(x, np.nan), kh, kw, sh, sw, top, left,
                                                 out_h, out_w)
     np.testing.assert_allclose(dx_fast, dx_reference, **tolerance(dtype))
 
@@ -60,9 +61,9 @@ def test_col2im_padded_is_the_adjoint_of_im2col_padded():
     x = rng.standard_normal((2, 7, 6, 3))
     out_h, out_w, top, left = conv_geometry(7, 6, 3, 3, 2, 2, "same")
     columns = rng.standard_normal((2 * out_h * out_w, 27))
-    left_side = (im2col_module.im2col_padded_numba(x, np.empty_like(columns), 3, 3, 2, 2, top, left, out_h, out_w)
+    left_side = (im2col_module.im2col_into_numba(x, np.empty_like(columns), 3, 3, 2, 2, top, left, out_h, out_w)
                  * columns).sum()
-    right_side = (x * im2col_module.col2im_padded_numba(columns, np.empty_like(x), 3, 3, 2, 2, top, left, out_h,
+    right_side = (x * im2col_module.col2im_into_numba(columns, np.empty_like(x), 3, 3, 2, 2, top, left, out_h,
                                                         out_w)).sum()
     assert left_side == pytest.approx(right_side, rel=1e-12)
 
@@ -102,7 +103,7 @@ def test_conv_epilogue(case, dtype, with_ties):
         bias = np.round(bias).astype(dtype)
     z[0, 0, :2, 0] = np.nan  # NaN goes through as the layers' kernels let it (a diverging model must show it)
     outputs = []
-    for kernel in (fused.conv_epilogue_forward_numpy, fused.conv_epilogue_forward_numba):
+    for kernel in (fused.conv_epilogue_forward_into_numpy, fused.conv_epilogue_forward_into_numba):
         y = np.full((n, out_h, out_w, f), np.nan, dtype=dtype)
         argmax = np.full(y.shape, 255, dtype=np.uint8)
         kernel(z, bias, *arguments, y, argmax)
@@ -114,8 +115,8 @@ def test_conv_epilogue(case, dtype, with_ties):
     dy = rng.standard_normal(y.shape).astype(dtype)
     dz, dz_fast = np.full_like(z, np.nan), np.full_like(z, np.nan)
     dbias, dbias_fast = np.ones(f, dtype), np.ones(f, dtype)  # the kernels ADD onto dbias
-    fused.conv_epilogue_backward_numpy(dy, y, argmax, *arguments, dz, dbias)
-    fused.conv_epilogue_backward_numba(dy, y, argmax, *arguments, dz_fast, dbias_fast)
+    fused.conv_epilogue_backward_into_numpy(dy, y, argmax, *arguments, dz, dbias)
+    fused.conv_epilogue_backward_into_numba(dy, y, argmax, *arguments, dz_fast, dbias_fast)
     np.testing.assert_allclose(dz_fast, dz, **tolerance(dtype))  # overlapping windows add in another order
     np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
 
@@ -124,11 +125,11 @@ def test_conv_epilogue_tie_rule_first_maximum_wins():
     z = np.zeros((1, 2, 2, 2), np.float32)
     z[0, :, :, 0] = [[1, 3], [3, 3]]   # three-way tie: the first in row-major window order (index 1) wins
     z[0, :, :, 1] = [[-2, -1], [-1, -3]]  # all negative: after the ReLU all four are 0, the first one wins
-    for kernel in (fused.conv_epilogue_forward_numpy, fused.conv_epilogue_forward_numba):
+    for kernel in (fused.conv_epilogue_forward_into_numpy, fused.conv_epilogue_forward_into_numba):
         y, argmax = np.empty((1, 1, 1, 2), np.float32), np.empty((1, 1, 1, 2), np.uint8)
         kernel(z, np.zeros(2, np.float32), True, 2, 2, 2, 2, 0, 0, y, argmax)
         assert y.ravel().tolist() == [3, 0] and argmax.ravel().tolist() == [1, 0]
-    for kernel in (fused.conv_epilogue_backward_numpy, fused.conv_epilogue_backward_numba):
+    for kernel in (fused.conv_epilogue_backward_into_numpy, fused.conv_epilogue_backward_into_numba):
         dz, dbias = np.empty_like(z), np.zeros(2, np.float32)
         kernel(np.ones((1, 1, 1, 2), np.float32), y, argmax, True, 2, 2, 2, 2, 0, 0, dz, dbias)
         assert dz[0, :, :, 0].tolist() == [[0, 1], [0, 0]]
@@ -144,14 +145,14 @@ def test_bias_relu(shape, dtype, relu):
     z.ravel()[0] = 0.0
     z.ravel()[-1] = np.nan
     bias = rng.standard_normal(shape[1]).astype(dtype)
-    y = fused.bias_relu_forward_numpy(z.copy(), bias, relu)
-    y_fast = fused.bias_relu_forward_numba(z.copy(), bias, relu)
+    y = fused.bias_relu_forward_in_place_numpy(z.copy(), bias, relu)
+    y_fast = fused.bias_relu_forward_in_place_numba(z.copy(), bias, relu)
     np.testing.assert_array_equal(y_fast, y)
     dy = rng.standard_normal(shape).astype(dtype)
     dz, dbias = np.full_like(z, np.nan), np.full(shape[1], np.nan, dtype)
     dz_fast, dbias_fast = np.full_like(z, np.nan), np.full(shape[1], np.nan, dtype)
-    fused.bias_relu_backward_numpy(dy, y, relu, dz, dbias)
-    fused.bias_relu_backward_numba(dy, y, relu, dz_fast, dbias_fast)
+    fused.bias_relu_backward_into_numpy(dy, y, relu, dz, dbias)
+    fused.bias_relu_backward_into_numba(dy, y, relu, dz_fast, dbias_fast)
     np.testing.assert_array_equal(dz_fast, dz)
     np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
 
@@ -223,21 +224,21 @@ def test_winograd_transforms(case, dtype):
         np.testing.assert_allclose(results[1], results[0], **tolerance(dtype))
         return results[1]
 
-    V = both("input_transform", x, top, top, tiles_h, tiles_w, out=np.empty((16, count + 3, c), dtype))
+    V = both("input_transform_into", x, top, top, tiles_h, tiles_w, out=np.empty((16, count + 3, c), dtype))
     assert (V[:, count:] == 7.0).all()
     M = np.full((16, count + 3, f), 7.0, dtype)
     M[:, :count] = V[:, :count] @ U
-    y = both("output_transform", M, tiles_h, tiles_w, out=np.empty((n, out_h, out_w, f), dtype))
+    y = both("output_transform_into", M, tiles_h, tiles_w, out=np.empty((n, out_h, out_w, f), dtype))
     close_to(y, reference)
 
     dy = rng.standard_normal(y.shape).astype(dtype)
     dx_reference, dkernel_reference, _ = conv2d_backward(dy, cache)
-    dM = both("output_transform_backward", dy, tiles_h, tiles_w, out=np.empty((16, count + 3, f), dtype))
+    dM = both("output_transform_backward_into", dy, tiles_h, tiles_w, out=np.empty((16, count + 3, f), dtype))
     dkernel = winograd.kernel_transform_backward(V[:, :count].transpose(0, 2, 1) @ dM[:, :count])
     close_to(dkernel, dkernel_reference)
     dV = np.full((16, count + 3, c), 7.0, dtype)
     dV[:, :count] = dM[:, :count] @ U.transpose(0, 2, 1)
-    dx = both("input_transform_backward", dV, top, top, tiles_h, tiles_w, out=np.empty_like(x))
+    dx = both("input_transform_backward_into", dV, top, top, tiles_h, tiles_w, out=np.empty_like(x))
     close_to(dx, dx_reference)
 
 
@@ -245,7 +246,7 @@ def test_winograd_transforms(case, dtype):
 @pytest.mark.parametrize("relu", [True, False])
 @pytest.mark.parametrize("with_ties", [False, True])
 def test_winograd_output_transform_pool(dtype, relu, with_ties):
-    """Tiles -> pooled output in one kernel == output_transform then the 2x2 epilogue, both ways: Numba kernel vs
+    """Tiles -> pooled output in one kernel == output_transform_into then the 2x2 epilogue, both ways: Numba kernel vs
     NumPy twin (ties, NaN and the ReLU's zeros included), and the Numba kernel vs the two Numba kernels it fuses
     (bit for bit: it adds in the same order)."""
     from minicnn.kernels import winograd
@@ -262,12 +263,12 @@ def test_winograd_output_transform_pool(dtype, relu, with_ties):
     M[:, 0, 0] = np.nan  # a NaN goes through (a diverging model must show it)
     shape = (n, tiles_h, tiles_w, f)
     results = []
-    for kernel in (winograd.output_transform_pool_numpy, winograd.output_transform_pool_numba):
+    for kernel in (winograd.output_transform_pool_into_numpy, winograd.output_transform_pool_into_numba):
         y, argmax = np.full(shape, np.nan, dtype), np.full(shape, 255, np.uint8)
         kernel(M, tiles_h, tiles_w, bias, relu, y, argmax)
         results.append((y, argmax))
-    z = winograd.output_transform_numba(M, tiles_h, tiles_w, np.empty((n, 2 * tiles_h, 2 * tiles_w, f), dtype))
-    unfused = fused.conv_epilogue_forward_numba(z, bias, relu, 2, 2, 2, 2, 0, 0, np.empty(shape, dtype),
+    z = winograd.output_transform_into_numba(M, tiles_h, tiles_w, np.empty((n, 2 * tiles_h, 2 * tiles_w, f), dtype))
+    unfused = fused.conv_epilogue_forward_into_numba(z, bias, relu, 2, 2, 2, 2, 0, 0, np.empty(shape, dtype),
                                                 np.empty(shape, np.uint8))
     (y, argmax), (y_fast, argmax_fast) = results
     np.testing.assert_array_equal(y_fast, unfused)
@@ -278,7 +279,7 @@ def test_winograd_output_transform_pool(dtype, relu, with_ties):
 
     dy = rng.standard_normal(shape).astype(dtype)
     gradients = []
-    for kernel in (winograd.output_transform_pool_backward_numpy, winograd.output_transform_pool_backward_numba):
+    for kernel in (winograd.output_transform_pool_backward_into_numpy, winograd.output_transform_pool_backward_into_numba):
         dM, dbias = np.full((16, count + 3, f), 7.0, dtype), np.ones(f, dtype)  # dbias is ADDED to
         kernel(dy, y_fast, argmax_fast, relu, tiles_h, tiles_w, dM, dbias)
         assert (dM[:, count:] == 7.0).all()
@@ -309,7 +310,7 @@ def test_single_channel_pool(dtype, relu, with_ties, size):
     x[0, 0, 0, 0] = np.nan  # reaches the first window's outputs
     shape = (n, out_h, out_w, f)
     results = []
-    for forward in (single_channel.single_channel_pool_forward_numpy, single_channel.single_channel_pool_forward_numba):
+    for forward in (single_channel.single_channel_pool_forward_into_numpy, single_channel.single_channel_pool_forward_into_numba):
         y, argmax = np.full(shape, 7.0, dtype), np.full(shape, 255, np.uint8)
         forward(x, kernel, bias, relu, y, argmax)
         results.append((y, argmax))
@@ -319,16 +320,17 @@ def test_single_channel_pool(dtype, relu, with_ties, size):
     if with_ties:  # (exact in both: the same maxima; random values may move a near-tie by a rounding)
         np.testing.assert_array_equal(argmax_fast, argmax)
     z, cache = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), "valid")
-    reference = fused.conv_epilogue_forward_numpy(z[:, :2 * out_h, :2 * out_w], bias, relu, 2, 2, 2, 2, 0, 0,
+    reference = fused.conv_epilogue_forward_into_numpy(z[:, :2 * out_h, :2 * out_w], bias, relu, 2, 2, 2, 2, 0, 0,
                                                   np.empty(shape, dtype), np.empty(shape, np.uint8))
     np.testing.assert_allclose(y, reference, **tolerance(dtype))
 
     x[0, 0, 0, 0] = 0  # (gradients: finite numbers)
-    single_channel.single_channel_pool_forward_numba(x, kernel, bias, relu, y_fast, argmax_fast)
+    _, cache = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), "valid")
+    single_channel.single_channel_pool_forward_into_numba(x, kernel, bias, relu, y_fast, argmax_fast)
     dy = rng.standard_normal(shape).astype(dtype)
     gradients = []
-    for backward in (single_channel.single_channel_pool_backward_numpy,
-                     single_channel.single_channel_pool_backward_numba):
+    for backward in (single_channel.single_channel_pool_backward_into_numpy,
+                     single_channel.single_channel_pool_backward_into_numba):
         dkernel, dbias = np.full_like(kernel, 7.0), np.ones(f, dtype)  # dkernel is written, dbias ADDED to
         backward(dy, y_fast, argmax_fast, x, relu, dkernel, dbias)
         gradients.append((dkernel, dbias))
@@ -336,7 +338,7 @@ def test_single_channel_pool(dtype, relu, with_ties, size):
     np.testing.assert_allclose(dkernel_fast, dkernel, **tolerance(dtype))
     np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
     dz = np.zeros(z.shape, dtype)
-    fused.conv_epilogue_backward_numpy(dy, y_fast, argmax_fast, relu, 2, 2, 2, 2, 0, 0,
+    fused.conv_epilogue_backward_into_numpy(dy, y_fast, argmax_fast, relu, 2, 2, 2, 2, 0, 0,
                                        dz[:, :2 * out_h, :2 * out_w], np.zeros(f, dtype))
     _, dkernel_reference, _ = conv2d_backward(dz, cache)
     np.testing.assert_allclose(dkernel, dkernel_reference, **tolerance(dtype))

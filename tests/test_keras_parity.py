@@ -272,7 +272,7 @@ def case_input(case, rng, count):
     return (generator or (lambda rng, shape: rng.standard_normal(shape)))(rng, (count, *shape))
 
 
-def layer_model(case, dtype, seed=0):
+def layer_model(case, dtype, seed=0, engine="fast"):
     """The case's layer followed by [Flatten] + Dense(3): logits for a 3-class loss. (The softmax case is
     Dense(4) + Softmax, a model that ends in probabilities.)"""
     factory, shape, _ = LAYER_CASES[case]
@@ -283,7 +283,7 @@ def layer_model(case, dtype, seed=0):
         layers = [layer, Dense(CLASSES)]
     else:
         layers = [layer, Flatten(), Dense(CLASSES)]
-    model = minicnn.Sequential(layers, input_shape=shape, dtype=dtype, seed=seed)
+    model = minicnn.Sequential(layers, input_shape=shape, dtype=dtype, seed=seed, engine=engine)
     randomize_biases(model, np.random.default_rng(seed + 100))
     return model
 
@@ -320,10 +320,11 @@ def test_layer_forward_and_vjp(case, dtype):
         assert_close(g, k_g, dtype, "grad", f"gradient of {parameter.name}")
 
 
+@pytest.mark.parametrize("engine", ["fast", "reference"])
 @pytest.mark.parametrize("case", LAYER_CASES)
-def test_layer_model_loss_and_gradients(case, dtype):
+def test_layer_model_loss_and_gradients(case, dtype, engine):
     rng = np.random.default_rng(2)
-    model = layer_model(case, dtype)
+    model = layer_model(case, dtype, engine=engine)
     x = case_input(case, rng, BATCH)
     y = rng.integers(0, model.num_classes, BATCH)
     compare_loss_and_gradients(model, x, y, dtype)
@@ -349,41 +350,40 @@ def test_layer_model_training(case, dtype):
 SEED_BATCH = 8
 
 
-def seed_model(dtype, fuse=True):
-    model = minicnn.seed_cnn(dtype=dtype, seed=0)
-    model.fuse = fuse  # True: the fast path (fused Conv+ReLU+MaxPool steps, Winograd); False: layer by layer
+def seed_model(dtype, engine="fast"):
+    # fast: the plan (fused Conv+ReLU+MaxPool steps, Winograd, ...); reference: the layer files in order;
+    # twins: the fast plan on the kernels' NumPy twins
+    model = minicnn.seed_cnn(dtype=dtype, seed=0, engine=engine)
     randomize_biases(model, np.random.default_rng(5), low=-0.02, high=0.05)
     return model
 
 
-ENGINE_PATHS = {"fused": (True, "numba"), "layer_by_layer": (False, "numba"), "numpy_twins": (False, "numpy")}
+ENGINES = ["fast", "reference", "twins"]
 
 
-@pytest.mark.parametrize("path", ENGINE_PATHS)
-def test_seed_cnn_loss_and_gradients(path, dtype):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_seed_cnn_loss_and_gradients(engine, dtype):
     """Forward, loss (against Keras's from_logits=False on probabilities and from_logits=True on logits) and every
     gradient, on digit-like images full of exact ties (black background, saturated strokes); through minicnn's
-    fused fast path, its layer-by-layer path, and the layers' NumPy twins."""
-    fuse, kernels = ENGINE_PATHS[path]
+    fast engine, the reference engine, and the fast plan on NumPy twins."""
     rng = np.random.default_rng(6)
-    model = seed_model(dtype, fuse)
+    model = seed_model(dtype, engine)
     x = digit_like_input(rng, SEED_BATCH)
-    with minicnn.use_kernels(kernels):
-        compare_loss_and_gradients(model, x, rng.integers(0, 10, SEED_BATCH), dtype)
+    compare_loss_and_gradients(model, x, rng.integers(0, 10, SEED_BATCH), dtype)
 
 
-@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "layer_by_layer"])
-def test_seed_cnn_adam_step(fuse, dtype):
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_seed_cnn_adam_step(engine, dtype):
     rng = np.random.default_rng(7)
-    model = seed_model(dtype, fuse)
+    model = seed_model(dtype, engine)
     compare_adam_step(model, digit_like_input(rng, SEED_BATCH), rng.integers(0, 10, SEED_BATCH), dtype,
                       learning_rate=1e-3)
 
 
-@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "layer_by_layer"])
-def test_seed_cnn_training(fuse, dtype):
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_seed_cnn_training(engine, dtype):
     rng = np.random.default_rng(8)
-    model = seed_model(dtype, fuse)
+    model = seed_model(dtype, engine)
     batches = [(digit_like_input(rng, SEED_BATCH), rng.integers(0, 10, SEED_BATCH)) for _ in range(4)]
     compare_training(model, batches, dtype, learning_rate=1e-3)
 

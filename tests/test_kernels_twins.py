@@ -2,8 +2,10 @@
 import numpy as np
 import pytest
 
-from minicnn.kernels import im2col as im2col_module
+from pathlib import Path
+
 from minicnn.kernels import optim, pooling, relu, softmax_xent
+from minicnn.kernels.jit import KernelTable, LazyKernel, all_kernels
 
 SHAPES = [  # (N, H, W, C, KH, KW, SH, SW)
     (2, 5, 5, 1, 3, 3, 1, 1),
@@ -19,33 +21,27 @@ def out_size(size, window, stride):
     return (size - window) // stride + 1
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES)
-def test_im2col_and_col2im(shape, dtype):
-    n, h, w, c, kh, kw, sh, sw = shape
-    oh, ow = out_size(h, kh, sh), out_size(w, kw, sw)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, h, w, c)).astype(dtype)
-    reference = im2col_module.im2col_numpy(x, kh, kw, sh, sw, oh, ow)
-    fast = im2col_module.im2col_numba(x, kh, kw, sh, sw, oh, ow)
-    assert fast.dtype == dtype and fast.shape == (n * oh * ow, kh * kw * c)
-    np.testing.assert_array_equal(fast, reference)
-
-    columns = rng.standard_normal(reference.shape).astype(dtype)
-    dx_reference = im2col_module.col2im_numpy(columns, np.zeros_like(x), kh, kw, sh, sw, oh, ow)
-    dx_fast = im2col_module.col2im_numba(columns, np.zeros_like(x), kh, kw, sh, sw, oh, ow)
-    np.testing.assert_allclose(dx_fast, dx_reference, rtol=1e-5 if dtype == np.float32 else 1e-13,
-                               atol=1e-6 if dtype == np.float32 else 1e-14)  # float32 sums in another order
+def test_every_kernel_is_registered_with_its_twin_and_tested():
+    """Every @njit(twin=...) kernel is in the registry, its twin is a different (plain Python) function, and one of
+    the twin test modules (this one or test_fast_kernels.py) calls both versions by name."""
+    kernels = all_kernels()
+    assert len(kernels) >= 20
+    sources = "".join((Path(__file__).parent / name).read_text() for name in ("test_kernels_twins.py",
+                                                                                "test_fast_kernels.py"))
+    for name, pair in kernels.items():
+        assert isinstance(pair.numba, LazyKernel) and not isinstance(pair.numpy, LazyKernel), name
+        by_name = f'"{name}"' in sources  # (test_winograd_transforms builds the names: "input_transform_into")
+        assert f"{name}_numba" in sources or by_name, f"no twin test calls {name}_numba"
+        assert pair.numpy.__name__ in sources or by_name, f"no twin test calls {pair.numpy.__name__}"
 
 
-def test_col2im_is_the_adjoint_of_im2col():
-    """<im2col(x), C> == <x, col2im(C)> for any x and C: col2im is exactly the transpose."""
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 7, 7, 3))
-    columns = rng.standard_normal((2 * 3 * 3, 3 * 3 * 3))
-    left = (im2col_module.im2col_numba(x, 3, 3, 2, 2, 3, 3) * columns).sum()
-    right = (x * im2col_module.col2im_numba(columns, np.zeros_like(x), 3, 3, 2, 2, 3, 3)).sum()
-    assert left == pytest.approx(right, rel=1e-12)
+def test_a_kernel_table_hands_out_the_numba_kernel_or_its_twin():
+    assert KernelTable("numpy").relu_forward is relu.relu_forward_numpy
+    assert KernelTable("numba").relu_forward is relu.relu_forward_numba.load()
+    with pytest.raises(AttributeError, match="no kernel named"):
+        KernelTable("numba").no_such_kernel
+    with pytest.raises(ValueError):
+        KernelTable("cuda")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -64,8 +60,8 @@ def test_maxpool_forward_and_backward(shape, dtype, with_ties):
     np.testing.assert_array_equal(arg_fast, arg_reference)
 
     dy = rng.standard_normal(y_reference.shape).astype(dtype)
-    dx_reference = pooling.maxpool_backward_numpy(dy, arg_reference, np.zeros_like(x), ph, pw, sh, sw)
-    dx_fast = pooling.maxpool_backward_numba(dy, arg_fast, np.zeros_like(x), ph, pw, sh, sw)
+    dx_reference = pooling.maxpool_backward_add_into_numpy(dy, arg_reference, np.zeros_like(x), ph, pw, sh, sw)
+    dx_fast = pooling.maxpool_backward_add_into_numba(dy, arg_fast, np.zeros_like(x), ph, pw, sh, sw)
     np.testing.assert_allclose(dx_fast, dx_reference, rtol=1e-6)
 
 
@@ -89,7 +85,7 @@ def test_softmax_cross_entropy(batch, classes, dtype):
     logits = (rng.standard_normal((batch, classes)) * 5).astype(dtype)
     logits[0, 0] = 80  # large logits must not overflow
     labels = rng.integers(0, classes, size=batch)
-    loss_reference, grad_reference = softmax_xent.softmax_xent_numpy(logits, labels, 1.0 / batch)
+    loss_reference, grad_reference = softmax_xent.sparse_softmax_cross_entropy(logits, labels, 1.0 / batch)
     loss_fast, grad_fast = softmax_xent.softmax_xent_numba(logits, labels, 1.0 / batch)
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     assert np.isfinite(loss_fast)

@@ -1,7 +1,7 @@
 """Float64 numerical gradient checks of every layer's input and parameter gradients, and of whole models.
 
 Relative error (see minicnn.gradcheck) must be below 1e-6; a correct layer lands near 1e-9.
-Both implementations are checked: the Numba kernels and the NumPy twins.
+Layers are checked alone (their own NumPy functions), whole models on every engine.
 """
 import numpy as np
 import pytest
@@ -31,29 +31,26 @@ LAYER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kernels", ["numba", "numpy"])
 @pytest.mark.parametrize("make_layer, input_shape", LAYER_CASES)
-def test_layer_gradients(make_layer, input_shape, kernels):
-    with minicnn.use_kernels(kernels):
-        results = check_layer(make_layer(), input_shape, batch_size=3, seed=1, verbose=False)
+def test_layer_gradients(make_layer, input_shape):
+    results = check_layer(make_layer(), input_shape, batch_size=3, seed=1, verbose=False)
     for result in results:
         assert result.relative_error < TOLERANCE, str(result)
 
 
-def small_model():
+def small_model(engine="fast"):
     layers = [Conv2D(4, 3, activation="relu"), MaxPool2D(2),
               Conv2D(5, 3, strides=2, padding="same", activation="relu"), MaxPool2D(2, padding="same"),
               Flatten(), Dense(6, activation="relu"), Dense(3, activation="softmax")]
-    return minicnn.Sequential(layers, input_shape=(11, 11, 2), dtype="float64", seed=3)
+    return minicnn.Sequential(layers, input_shape=(11, 11, 2), dtype="float64", seed=3, engine=engine)
 
 
-@pytest.mark.parametrize("kernels", ["numba", "numpy"])
-def test_whole_small_model_gradients(kernels):
+@pytest.mark.parametrize("engine", ["reference", "fast", "twins"])
+def test_whole_small_model_gradients(engine):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 11, 11, 2))
     y = rng.integers(0, 3, size=4)
-    with minicnn.use_kernels(kernels):
-        results = check_model(small_model(), x, y, max_entries=None, verbose=False)
+    results = check_model(small_model(engine), x, y, max_entries=None, verbose=False)
     assert [r.name for r in results][0] == "input"
     assert len(results) == 1 + 8
     for result in results:
@@ -102,8 +99,7 @@ def test_gradient_checker_catches_a_broken_backward_pass(monkeypatch):
     assert kernel.relative_error > 1e-3
 
 
-@pytest.mark.parametrize("kernels", ["numba", "numpy"])
-def test_maxpool_ties_route_the_gradient_to_the_first_maximum(kernels):
+def test_maxpool_ties_route_the_gradient_to_the_first_maximum():
     """Every window below is a tie; the first maximum in row-major order gets the whole gradient."""
     x = np.array([[1.0, 1.0, 2.0, 0.0],
                   [1.0, 0.0, 2.0, 2.0],
@@ -111,9 +107,8 @@ def test_maxpool_ties_route_the_gradient_to_the_first_maximum(kernels):
                   [3.0, 3.0, 5.0, 5.0]]).reshape(1, 4, 4, 1)
     layer = MaxPool2D(2)
     layer.build((4, 4, 1), np.float64, None)
-    with minicnn.use_kernels(kernels):
-        y, cache = layer.forward(x)
-        dx = layer.backward(np.array([[10.0, 20.0], [30.0, 40.0]]).reshape(1, 2, 2, 1), cache, [])
+    y, cache = layer.forward(x)
+    dx = layer.backward(np.array([[10.0, 20.0], [30.0, 40.0]]).reshape(1, 2, 2, 1), cache, [])
     np.testing.assert_array_equal(y[0, :, :, 0], [[1, 2], [3, 5]])
     expected = np.array([[10, 0, 20, 0],
                          [0, 0, 0, 0],
@@ -137,3 +132,14 @@ def test_same_padding_output_sizes_follow_keras(size, kernel, stride, expected):
     out, (before, after) = window_output_size(size, kernel, stride, "same")
     assert out == expected
     assert after - before in (0, 1)  # the extra pixel goes at the end, as in TensorFlow/Keras
+
+
+def test_col2im_is_the_adjoint_of_im2col():
+    """<im2col(x), C> == <x, col2im(C)> for any x and C: col2im is exactly the transpose of im2col."""
+    from minicnn.layers.conv2d import col2im_add_into, im2col
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 7, 7, 3))
+    columns = rng.standard_normal((2 * 3 * 3, 3 * 3 * 3))
+    left = (im2col(x, (3, 3), (2, 2), 3, 3) * columns).sum()
+    right = (x * col2im_add_into(columns, np.zeros_like(x), (3, 3), (2, 2), 3, 3)).sum()
+    assert left == pytest.approx(right, rel=1e-12)

@@ -101,19 +101,19 @@ def test_same_seed_same_result_other_seed_other_result():
     assert not np.allclose(weights[0], weights[2])
 
 
-def test_numpy_twins_and_numba_kernels_train_the_same_model():
+@pytest.mark.parametrize("engine", ["reference", "twins"])
+def test_every_engine_trains_the_same_model(engine):
     x, y = random_data(48, seed=3)
     results = {}
-    for kernels in ("numba", "numpy"):
-        with minicnn.use_kernels(kernels):
-            model = minicnn.Sequential([Conv2D(6, 3, strides=2, padding="same", activation="relu"),
-                                        MaxPool2D(2, padding="same"), Conv2D(5, 2, activation="relu"), Flatten(),
-                                        Dense(10, activation="softmax")], input_shape=(8, 8, 1), seed=4)
-            model.compile(optimizer=minicnn.optimizers.Adam(1e-2))
-            history = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
-            results[kernels] = (model.flat_params.copy(), history.history["loss"])
-    np.testing.assert_allclose(results["numba"][0], results["numpy"][0], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(results["numba"][1], results["numpy"][1], rtol=1e-5)
+    for name in ("fast", engine):
+        model = minicnn.Sequential([Conv2D(6, 3, strides=2, padding="same", activation="relu"),
+                                    MaxPool2D(2, padding="same"), Conv2D(5, 2, activation="relu"), Flatten(),
+                                    Dense(10, activation="softmax")], input_shape=(8, 8, 1), seed=4, engine=name)
+        model.compile(optimizer=minicnn.optimizers.Adam(1e-2))
+        history = model.fit(x, y, epochs=3, batch_size=16, shuffle=False, verbose=0)
+        results[name] = (model.flat_params.copy(), history.history["loss"])
+    np.testing.assert_allclose(results["fast"][0], results[engine][0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(results["fast"][1], results[engine][1], rtol=1e-5)
 
 
 def test_float64_models_train():

@@ -1,9 +1,10 @@
 """Benchmark worker for minicnn: a long-lived process that times what run.py asks, one request at a time.
 
-    python benchmarks/workers/minicnn_worker.py --kernels numba|numpy
+    python benchmarks/workers/minicnn_worker.py --engine fast|twins|reference
 
 Speaks JSON lines (see common.serve). Uses only minicnn's public API: seed_cnn()/lenet5()/mlp(), compile,
-train_step, predict, save, set_kernels/use_kernels; the ladder request also calls Conv2D layers' forward().
+train_step, predict, save and the engine switch (MINICNN_ENGINE); the ladder request also calls Conv2D layers'
+forward().
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def minicnn_thread_setting(minicnn):
     """Whatever thread setting minicnn offers (it may not have one): module functions/attributes and keyword
     arguments of Sequential's constructor/compile/fit whose name mentions threads."""
     found = {}
-    for owner_name, owner in (("minicnn", minicnn), ("minicnn.backend", getattr(minicnn, "backend", None))):
+    for owner_name, owner in (("minicnn", minicnn),):
         if owner is None:
             continue
         for name in dir(owner):
@@ -55,11 +56,11 @@ def minicnn_thread_setting(minicnn):
                 found[f"Sequential.{method}({name}=)"] = f"default {default}"
     try:  # what a model built with the defaults actually uses
         model = minicnn.mlp()
-        for name in ("threads", "fuse"):
+        for name in ("threads", "engine"):
             if hasattr(model, name):
                 found[f"model.{name}"] = repr(getattr(model, name))
-        resolve = getattr(getattr(minicnn, "execution", None), "resolve_threads", None)
-        if callable(resolve) and hasattr(model, "threads"):
+        from minicnn.fast.parallel import resolve_threads as resolve
+        if hasattr(model, "threads"):
             found["effective threads"] = repr(resolve(model.threads))
     except Exception as error:  # reporting only: never fail the benchmark over it
         found["error"] = repr(error)
@@ -67,15 +68,15 @@ def minicnn_thread_setting(minicnn):
 
 
 class MinicnnBackend:
-    def __init__(self, kernels):
+    def __init__(self, engine):
+        os.environ["MINICNN_ENGINE"] = engine  # every model this process builds runs on that engine
         import numpy as np
 
         import minicnn
 
         self.np = np
         self.minicnn = minicnn
-        self.kernels = kernels
-        minicnn.set_kernels(kernels)
+        self.engine = engine
         self.trained = {}
 
     def build(self, model):
@@ -90,7 +91,7 @@ class MinicnnBackend:
         minicnn = self.minicnn
         return {"versions": {"minicnn": getattr(minicnn, "__version__", "?"), "numpy": np.__version__,
                              "numba": numba.__version__},
-                "kernels": minicnn.kernels() if callable(getattr(minicnn, "kernels", None)) else self.kernels,
+                "engine": self.engine,
                 "threads": minicnn_thread_setting(minicnn),
                 "numba_threading_layer_setting": numba.config.THREADING_LAYER,
                 "numba_num_threads": numba.config.NUMBA_NUM_THREADS,
@@ -124,9 +125,9 @@ class MinicnnBackend:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--kernels", choices=("numba", "numpy"), default="numba")
+    parser.add_argument("--engine", choices=("fast", "twins", "reference"), default="fast")
     args = parser.parse_args()
-    common.serve(lambda: common.make_handlers(MinicnnBackend(args.kernels)))
+    common.serve(lambda: common.make_handlers(MinicnnBackend(args.engine)))
 
 
 if __name__ == "__main__":

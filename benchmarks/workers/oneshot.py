@@ -43,15 +43,16 @@ def fresh(contender, model_name, path, train_step=False):
     timings = {}
     mark = START
     one = None
-    if contender in ("minicnn", "minicnn-numpy"):
+    if contender.startswith("minicnn"):
+        import os
+
         import numpy as np
 
         import minicnn
 
-        if contender == "minicnn-numpy":
-            minicnn.set_kernels("numpy")
         timings["import_s"], mark = time.perf_counter() - mark, time.perf_counter()
-        model = minicnn.load_model(path)
+        model = minicnn.load_model(path, engine={"minicnn-numpy": "twins",
+                                                 "minicnn-reference": "reference"}.get(contender, "fast"))
         timings["load_s"], mark = time.perf_counter() - mark, time.perf_counter()
         one = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
         model.predict(one)
@@ -117,7 +118,7 @@ def memory(contender, model, batch, steps):
     if contender.startswith("minicnn"):
         from minicnn_worker import MinicnnBackend
 
-        backend = MinicnnBackend("numpy" if contender == "minicnn-numpy" else "numba")
+        backend = MinicnnBackend({"minicnn-numpy": "twins", "minicnn-reference": "reference"}.get(contender, "fast"))
     elif contender.startswith("torch"):
         from torch_worker import TorchBackend
 

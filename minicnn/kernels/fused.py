@@ -5,10 +5,10 @@ array (at batch 128 the first convolution's output is 22 MB). The fast execution
 instead computes a convolution a few images at a time and hands each small, cache-resident result to one kernel
 that does what the next layers would have done:
 
-``conv_epilogue_forward``   z (the convolution without bias) -> y = maxpool(relu(z + bias)), and the argmax
-``conv_epilogue_backward``  dy (gradient of y) -> dz (gradient of z) and the bias gradient
-``bias_relu_forward``       z += bias, then z = relu(z), in place (Dense + ReLU)
-``bias_relu_backward``      dz = dy * [y > 0], dbias = sum of dz over the batch
+``conv_epilogue_forward_into``   z (the convolution without bias) -> y = maxpool(relu(z + bias)), and the argmax
+``conv_epilogue_backward_into``  dy (gradient of y) -> dz (gradient of z) and the bias gradient
+``bias_relu_forward_in_place``       z += bias, then z = relu(z), in place (Dense + ReLU)
+``bias_relu_backward_into``      dz = dy * [y > 0], dbias = sum of dz over the batch
 
 Shapes (NHWC)::
 
@@ -29,10 +29,9 @@ layers' own NumPy twins called one after another, and the fused path gives the l
 from __future__ import annotations
 
 import numpy as np
-from minicnn.kernels.jit import njit
 
-from minicnn.backend import pick
-from minicnn.kernels.pooling import maxpool_backward_numpy, maxpool_forward_numpy
+from minicnn.kernels.jit import njit
+from minicnn.kernels.pooling import maxpool_backward_add_into_numpy, maxpool_forward_numpy
 from minicnn.kernels.relu import relu_backward_numpy, relu_forward_numpy
 
 
@@ -44,7 +43,7 @@ def _pool_padding(height, width, out_h, out_w, pool_h, pool_w, stride_h, stride_
 
 
 # ---------------------------------------------------------------- NumPy twins (read these first)
-def conv_epilogue_forward_numpy(z, bias, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, y, argmax):
+def conv_epilogue_forward_into_numpy(z, bias, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, y, argmax):
     """y[...] = maxpool(relu(z + bias)); argmax[...] = where each maximum was. Returns y."""
     _, height, width, _ = z.shape
     _, out_h, out_w, _ = y.shape
@@ -59,7 +58,7 @@ def conv_epilogue_forward_numpy(z, bias, relu, pool_h, pool_w, stride_h, stride_
     return y
 
 
-def conv_epilogue_backward_numpy(dy, y, argmax, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
+def conv_epilogue_backward_into_numpy(dy, y, argmax, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                                  dz, dbias):
     """dz[...] = gradient of z; dbias += its sum over (N, H, W). Returns dz."""
     _, height, width, _ = dz.shape
@@ -70,13 +69,13 @@ def conv_epilogue_backward_numpy(dy, y, argmax, relu, pool_h, pool_w, stride_h, 
         dy = relu_backward_numpy(dy, y)
     pad_h, pad_w = _pool_padding(height, width, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     padded = np.zeros((dz.shape[0], height + sum(pad_h), width + sum(pad_w), dz.shape[3]), dtype=dz.dtype)
-    maxpool_backward_numpy(dy, argmax, padded, pool_h, pool_w, stride_h, stride_w)
+    maxpool_backward_add_into_numpy(dy, argmax, padded, pool_h, pool_w, stride_h, stride_w)
     dz[...] = padded[:, pad_h[0]:pad_h[0] + height, pad_w[0]:pad_w[0] + width, :]
     dbias += dz.sum(axis=(0, 1, 2))
     return dz
 
 
-def bias_relu_forward_numpy(z, bias, relu):
+def bias_relu_forward_in_place_numpy(z, bias, relu):
     """z = relu(z + bias) (or z + bias if not relu), in place on z (N, F). Returns z."""
     z += bias
     if relu:
@@ -84,7 +83,7 @@ def bias_relu_forward_numpy(z, bias, relu):
     return z
 
 
-def bias_relu_backward_numpy(dy, y, relu, dz, dbias):
+def bias_relu_backward_into_numpy(dy, y, relu, dz, dbias):
     """dz[...] = dy * [y > 0] (or dy if not relu); dbias[...] = dz summed over the batch. Returns dz."""
     dz[...] = relu_backward_numpy(dy, y) if relu else dy
     dbias[...] = dz.sum(axis=0)
@@ -93,8 +92,8 @@ def bias_relu_backward_numpy(dy, y, relu, dz, dbias):
 
 # ---------------------------------------------------------------- Numba kernels (same results, fast)
 # error_model="numpy": no Python-style checks for division by zero, which would stop loops from vectorising.
-@njit(cache=True, nogil=True, error_model="numpy")
-def conv_epilogue_forward_numba(z, bias, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, y, argmax):
+@njit(cache=True, nogil=True, error_model="numpy", twin=conv_epilogue_forward_into_numpy)
+def conv_epilogue_forward_into_numba(z, bias, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, y, argmax):
     batch, height, width, filters = z.shape
     _, out_h, out_w, _ = y.shape
     zero = z.dtype.type(0)
@@ -155,8 +154,8 @@ def conv_epilogue_forward_numba(z, bias, relu, pool_h, pool_w, stride_h, stride_
     return y
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def conv_epilogue_backward_numba(dy, y, argmax, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
+@njit(cache=True, nogil=True, error_model="numpy", twin=conv_epilogue_backward_into_numpy)
+def conv_epilogue_backward_into_numba(dy, y, argmax, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                                  dz, dbias):
     batch, height, width, filters = dz.shape
     _, out_h, out_w, _ = dy.shape
@@ -210,8 +209,8 @@ def conv_epilogue_backward_numba(dy, y, argmax, relu, pool_h, pool_w, stride_h, 
     return dz
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def bias_relu_forward_numba(z, bias, relu):
+@njit(cache=True, nogil=True, error_model="numpy", twin=bias_relu_forward_in_place_numpy)
+def bias_relu_forward_in_place_numba(z, bias, relu):
     batch, features = z.shape
     zero = z.dtype.type(0)
     for n in range(batch):
@@ -223,8 +222,8 @@ def bias_relu_forward_numba(z, bias, relu):
     return z
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def bias_relu_backward_numba(dy, y, relu, dz, dbias):
+@njit(cache=True, nogil=True, error_model="numpy", twin=bias_relu_backward_into_numpy)
+def bias_relu_backward_into_numba(dy, y, relu, dz, dbias):
     batch, features = dy.shape
     zero = dy.dtype.type(0)
     for f in range(features):
@@ -237,26 +236,3 @@ def bias_relu_backward_numba(dy, y, relu, dz, dbias):
             dz[n, f] = gradient
             dbias[f] += gradient
     return dz
-
-
-# ---------------------------------------------------------------- dispatchers
-def conv_epilogue_forward(z, bias, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, y, argmax):
-    """y = maxpool(relu(z + bias)) and its argmax, written into y and argmax. See the module docstring."""
-    return pick(conv_epilogue_forward_numpy, conv_epilogue_forward_numba)(
-        z, bias, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, y, argmax)
-
-
-def conv_epilogue_backward(dy, y, argmax, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, dz, dbias):
-    """dz = the gradient of z (written), dbias += its sum. See the module docstring."""
-    return pick(conv_epilogue_backward_numpy, conv_epilogue_backward_numba)(
-        dy, y, argmax, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, dz, dbias)
-
-
-def bias_relu_forward(z, bias, relu):
-    """z = relu(z + bias) in place (z is (N, F))."""
-    return pick(bias_relu_forward_numpy, bias_relu_forward_numba)(z, bias, relu)
-
-
-def bias_relu_backward(dy, y, relu, dz, dbias):
-    """dz = dy * [y > 0] and dbias = dz.sum(axis=0), both written."""
-    return pick(bias_relu_backward_numpy, bias_relu_backward_numba)(dy, y, relu, dz, dbias)

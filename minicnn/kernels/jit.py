@@ -1,44 +1,33 @@
-"""``@njit`` that imports Numba only when a kernel is first called: the first tier of minicnn's tiered start.
+"""``@njit(..., twin=numpy_function)``: declare a Numba kernel, its NumPy twin, and load Numba only when needed.
 
-Why. A fresh Python process that imports minicnn, loads a model and predicts one image spends most of its time
-on Numba, not on the image: ``import numba`` takes ~0.17 s, and the first call of any kernel costs another
-~0.12 s while Numba initialises its compiler target (LLVM) and loads the compiled kernels from its disk cache.
-The prediction itself takes well under a millisecond. A JIT runtime (the JVM, V8, PyPy) has the same problem
-and the same answer: **tiers**. Code starts in a cheap tier that needs no compiler (an interpreter), and is
-moved to the compiled tier once it is clear that the process will run it often. minicnn has its cheap tier
-ready-made: every Numba kernel has a NumPy twin that computes the same numbers.
+Every kernel of ``minicnn.kernels`` is declared like this, next to its twin::
 
-So the kernels are declared with THIS ``njit`` instead of Numba's::
+    def relu_forward_numpy(x):                        # the readable version
+        return np.maximum(x, 0)
 
-    from minicnn.kernels.jit import njit
-
-    @njit(cache=True, nogil=True)
-    def relu_forward_numba(x):
+    @njit(cache=True, nogil=True, twin=relu_forward_numpy)
+    def relu_forward_numba(x):                        # the fast version: same numbers
         ...
 
-and ``relu_forward_numba`` is a ``LazyKernel``: a small object that remembers the function and the options.
-Importing minicnn therefore does not import Numba at all. The first time a kernel is CALLED, it imports Numba
-(``load_numba``), hands the function to the real ``numba.njit(cache=True, nogil=True)`` and from then on calls
-the dispatcher Numba returned. Nothing else changes:
+That one line does two things:
 
-* Numba's disk cache (``cache=True``) is keyed on the function's source file, its qualified name and its line,
-  not on WHEN it was decorated: a lazily decorated kernel finds the code an earlier process compiled.
-* ``minicnn.backend.pick`` hands the engine the real Numba dispatcher once it exists, so the lazy object costs
-  nothing per call on the engine's hot path (only direct calls like ``relu_forward_numba(x)`` go through it).
-* Attributes a learner or a test may look at (``py_func``, ``signatures``, ``inspect_types()``,
-  ``inspect_asm()``, ...) are forwarded to the dispatcher (reading one loads Numba). ``py_func``, the plain
-  Python function, is there without loading anything.
-* ``NUMBA_DISABLE_JIT=1`` still works: ``numba.njit`` then returns the Python function itself, and that is
-  what the lazy kernel calls.
-* Two threads may call a kernel for the first time at once: one of them loads, the other waits for it.
+1. **It registers the pair** under the name without the suffix (``"relu_forward"``) in ``KERNELS``. The fast
+   engine asks a ``KernelTable`` for kernels by that name (``kernels.relu_forward(x)``); a table built with
+   ``"numba"`` hands out the Numba kernels, one built with ``"numpy"`` their twins. The twin tests loop over
+   ``KERNELS``, so no kernel goes unchecked. There is no other dispatcher.
+2. **It makes a ``LazyKernel``**: importing minicnn does not import Numba (about 0.2 s); the first CALL of a
+   kernel does, then hands the function to the real ``numba.njit(cache=True, nogil=True)``. Numba's disk cache
+   (``cache=True``) is keyed on the source file and line, so a lazily decorated kernel finds the code an
+   earlier process compiled. ``py_func`` is the plain Python function; other attributes (``signatures``,
+   ``inspect_asm()``) are forwarded to Numba's dispatcher. ``NUMBA_DISABLE_JIT=1`` runs the kernels as plain
+   Python, for stepping through in a debugger.
 
-Deciding when NOT to load Numba at all (the first small prediction of a process runs on the NumPy twins) is
-the second half of the tiered start, and lives in ``minicnn.backend`` (``cold_start``). ``load_numba()`` (or
-``minicnn.warm_up()``) loads Numba now, for a program that prefers to pay at start-up.
+Why lazily, and the measurements behind it: docs/performance.md ("Start-up").
 """
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 import threading
 import types
@@ -46,6 +35,8 @@ import types
 _lock = threading.RLock()  # held while Numba is imported and while a dispatcher is created (re-entered then)
 _numba = None              # the numba module, once load_numba() has run
 _kernels = []              # every LazyKernel made so far (load_kernels() creates all their dispatchers)
+KERNELS = {}               # name -> KernelPair: every kernel and its NumPy twin (see the module docstring)
+KERNEL_MODULES = ("im2col", "pooling", "relu", "softmax_xent", "optim", "fused", "winograd", "single_channel")
 
 
 def numba_loaded() -> bool:
@@ -113,7 +104,8 @@ class LazyKernel:
         functools.update_wrapper(self, function)  # __name__, __qualname__, __doc__, __module__, __wrapped__
 
     def load(self):
-        """Create the Numba dispatcher now (importing Numba if needed) and return it."""
+        """Create the Numba dispatcher now (importing Numba if needed) and return it (under
+        ``NUMBA_DISABLE_JIT=1``, the Python function itself)."""
         dispatcher = self.dispatcher
         if dispatcher is None:
             with _lock:
@@ -161,11 +153,58 @@ class LazyKernel:
         return f"<lazy Numba kernel {self.__module__}.{self.__qualname__} ({state})>"
 
 
-def njit(function=None, **options):
-    """Like ``numba.njit``, lazily: ``@njit(cache=True, nogil=True)`` (or bare ``@njit``) makes a LazyKernel."""
+class KernelPair:
+    """A kernel's two versions: ``numpy`` (the twin, to read) and ``numba`` (a LazyKernel, to run)."""
+
+    def __init__(self, name, numpy, numba):
+        self.name, self.numpy, self.numba = name, numpy, numba
+
+    def __repr__(self):
+        return f"<kernel {self.name}: {self.numpy.__module__}.{self.numpy.__qualname__} / {self.numba.__qualname__}>"
+
+
+def all_kernels():
+    """``KERNELS`` once every kernel module has been imported (importing them does not import Numba)."""
+    for module in KERNEL_MODULES:
+        importlib.import_module(f"minicnn.kernels.{module}")
+    return KERNELS
+
+
+class KernelTable:
+    """The kernels one engine runs: ``KernelTable("numba")`` or ``KernelTable("numpy")`` (the twins).
+
+    ``table.relu_forward`` is the Numba dispatcher (or the twin); it is looked up once and then kept as an
+    attribute, so a call costs what calling Numba's dispatcher costs.
+    """
+
+    def __init__(self, implementation):
+        if implementation not in ("numba", "numpy"):
+            raise ValueError(f"kernels must be 'numba' or 'numpy', got {implementation!r}")
+        self.implementation = implementation
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        pair = KERNELS.get(name) or all_kernels().get(name)
+        if pair is None:
+            raise AttributeError(f"no kernel named {name!r}; the kernels are {sorted(all_kernels())}")
+        function = pair.numpy if self.implementation == "numpy" else pair.numba.load()
+        setattr(self, name, function)
+        return function
+
+    def __repr__(self):
+        return f"KernelTable({self.implementation!r})"
+
+
+def njit(function=None, twin=None, **options):
+    """Like ``numba.njit``, lazily: ``@njit(cache=True, nogil=True, twin=f_numpy)`` makes a LazyKernel and, with
+    ``twin``, registers the pair under the function's name without its ``_numba`` suffix."""
     def decorate(function):
         kernel = LazyKernel(function, options)
         _kernels.append(kernel)
+        if twin is not None:
+            name = function.__name__.removesuffix("_numba")
+            KERNELS[name] = KernelPair(name, twin, kernel)
         return kernel
 
     if function is not None:

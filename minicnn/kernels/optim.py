@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.backend import pick
 from minicnn.kernels.jit import njit
 
 
@@ -49,7 +48,7 @@ def adam_update_numpy(params, grads, m, v, alpha, one_minus_beta_1, one_minus_be
     params -= (m * alpha) / (np.sqrt(v) + epsilon)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", twin=adam_update_numpy)
 def adam_update_numba(params, grads, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
     zero = params.dtype.type(0)
     tiny = params.dtype.type(1.1754943508222875e-38 if params.itemsize == 4 else 2.2250738585072014e-308)
@@ -74,7 +73,7 @@ def sgd_update_numpy(params, grads, velocity, learning_rate, momentum, nesterov)
         params += velocity
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", twin=sgd_update_numpy)
 def sgd_update_numba(params, grads, velocity, learning_rate, momentum, nesterov):
     zero = params.dtype.type(0)
     tiny = params.dtype.type(1.1754943508222875e-38 if params.itemsize == 4 else 2.2250738585072014e-308)
@@ -85,14 +84,3 @@ def sgd_update_numba(params, grads, velocity, learning_rate, momentum, nesterov)
             params[i] += momentum * velocity[i] - learning_rate * grads[i]
         else:
             params[i] += velocity[i]
-
-
-def adam_update(params, grads, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
-    """One Adam step over flat 1-D buffers, in place. See the module docstring."""
-    pick(adam_update_numpy, adam_update_numba)(params, grads, m, v, alpha, one_minus_beta_1, one_minus_beta_2,
-                                               epsilon)
-
-
-def sgd_update(params, grads, velocity, learning_rate, momentum, nesterov):
-    """One SGD (momentum) step over flat 1-D buffers, in place. See the module docstring."""
-    pick(sgd_update_numpy, sgd_update_numba)(params, grads, velocity, learning_rate, momentum, nesterov)

@@ -1,4 +1,4 @@
-"""ReLU forward and backward.
+"""ReLU forward and backward, for the fast engine's ReLU layers that are not fused with a Conv2D or Dense.
 
     forward:   y = max(x, 0)                      any shape
     backward:  dx = dy where y > 0, else 0        (the gradient of max(x, 0) is 1 for x > 0, 0 otherwise;
@@ -7,9 +7,8 @@
 from __future__ import annotations
 
 import numpy as np
-from minicnn.kernels.jit import njit
 
-from minicnn.backend import pick
+from minicnn.kernels.jit import njit
 
 
 def relu_forward_numpy(x):
@@ -20,7 +19,7 @@ def relu_backward_numpy(dy, y):
     return np.where(y > 0, dy, 0).astype(dy.dtype)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, twin=relu_forward_numpy)
 def relu_forward_numba(x):
     flat_x = x.reshape(-1)
     y = np.empty_like(flat_x)
@@ -30,7 +29,7 @@ def relu_forward_numba(x):
     return y.reshape(x.shape)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, twin=relu_backward_numpy)
 def relu_backward_numba(dy, y):
     flat_dy = dy.reshape(-1)
     flat_y = y.reshape(-1)
@@ -39,13 +38,3 @@ def relu_backward_numba(dy, y):
     for i in range(flat_dy.size):
         dx[i] = flat_dy[i] if flat_y[i] > zero else zero
     return dx.reshape(dy.shape)
-
-
-def relu_forward(x):
-    """y = max(x, 0), same shape as x."""
-    return pick(relu_forward_numpy, relu_forward_numba)(np.ascontiguousarray(x))
-
-
-def relu_backward(dy, y):
-    """dx = dy * (y > 0), from the forward output y (same shape)."""
-    return pick(relu_backward_numpy, relu_backward_numba)(np.ascontiguousarray(dy), np.ascontiguousarray(y))

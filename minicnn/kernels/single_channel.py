@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.backend import pick
-from minicnn.kernels.fused import conv_epilogue_backward_numpy, conv_epilogue_forward_numpy
+from minicnn.kernels.fused import conv_epilogue_backward_into_numpy, conv_epilogue_forward_into_numpy
 from minicnn.kernels.jit import njit
 
 
@@ -41,18 +40,18 @@ def _taps(x, out_h, out_w):
     return np.stack([x[:, ky:ky + 2 * out_h, kx:kx + 2 * out_w, 0] for ky in range(3) for kx in range(3)], axis=-1)
 
 
-def single_channel_pool_forward_numpy(x, kernel, bias, relu, y, argmax):
+def single_channel_pool_forward_into_numpy(x, kernel, bias, relu, y, argmax):
     """y[...] = maxpool2x2(relu(conv3x3(x) + bias)), argmax[...] = where each maximum was. Returns y."""
     _, out_h, out_w, filters = y.shape
     z = _taps(x, out_h, out_w) @ kernel.reshape(9, filters)  # (N, 2OH, 2OW, 9) @ (9, F): the convolution
-    return conv_epilogue_forward_numpy(z, bias, relu, 2, 2, 2, 2, 0, 0, y, argmax)
+    return conv_epilogue_forward_into_numpy(z, bias, relu, 2, 2, 2, 2, 0, 0, y, argmax)
 
 
-def single_channel_pool_backward_numpy(dy, y, argmax, x, relu, dkernel, dbias):
+def single_channel_pool_backward_into_numpy(dy, y, argmax, x, relu, dkernel, dbias):
     """dkernel[...] = the kernel gradient; dbias += the bias gradient. Returns dkernel."""
     _, out_h, out_w, filters = dy.shape
     dz = np.empty((len(x), 2 * out_h, 2 * out_w, filters), dtype=dy.dtype)
-    conv_epilogue_backward_numpy(dy, y, argmax, relu, 2, 2, 2, 2, 0, 0, dz, dbias)
+    conv_epilogue_backward_into_numpy(dy, y, argmax, relu, 2, 2, 2, 2, 0, 0, dz, dbias)
     dkernel[...] = (_taps(x, out_h, out_w).reshape(-1, 9).T @ dz.reshape(-1, filters)).reshape(dkernel.shape)
     return dkernel
 
@@ -60,8 +59,8 @@ def single_channel_pool_backward_numpy(dy, y, argmax, x, relu, dkernel, dbias):
 # ---------------------------------------------------------------- Numba kernels (same results, fast)
 # fastmath "contract" only lets a multiply and an add become one fused multiply-add (as BLAS does): 36 per
 # window and filter here, and nothing else about the arithmetic changes.
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def single_channel_pool_forward_numba(x, kernel, bias, relu, y, argmax):
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, twin=single_channel_pool_forward_into_numpy)
+def single_channel_pool_forward_into_numba(x, kernel, bias, relu, y, argmax):
     batch, out_h, out_w, filters = y.shape
     w = kernel.reshape(9, filters)
     zero = y.dtype.type(0)
@@ -103,8 +102,8 @@ def single_channel_pool_forward_numba(x, kernel, bias, relu, y, argmax):
     return y
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def single_channel_pool_backward_numba(dy, y, argmax, x, relu, dkernel, dbias):
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, twin=single_channel_pool_backward_into_numpy)
+def single_channel_pool_backward_into_numba(dy, y, argmax, x, relu, dkernel, dbias):
     batch, out_h, out_w, filters = dy.shape
     dw = dkernel.reshape(9, filters)
     zero = dy.dtype.type(0)
@@ -136,16 +135,3 @@ def single_channel_pool_backward_numba(dy, y, argmax, x, relu, dkernel, dbias):
                         for f in range(filters):
                             row[f] += a * g0[f] + b * g1[f] + d * g2[f] + e * g3[f]
     return dkernel
-
-
-# ---------------------------------------------------------------- dispatchers
-def single_channel_pool_forward(x, kernel, bias, relu, y, argmax):
-    """y = maxpool2x2(relu(conv3x3(x) + bias)) and its argmax, written into y and argmax. See the module docstring."""
-    return pick(single_channel_pool_forward_numpy, single_channel_pool_forward_numba)(x, kernel, bias, relu, y,
-                                                                                      argmax)
-
-
-def single_channel_pool_backward(dy, y, argmax, x, relu, dkernel, dbias):
-    """dkernel = the kernel gradient (written), dbias += the bias gradient. See the module docstring."""
-    return pick(single_channel_pool_backward_numpy, single_channel_pool_backward_numba)(dy, y, argmax, x, relu,
-                                                                                        dkernel, dbias)

@@ -26,13 +26,13 @@ and writes output rows 2*ty, 2*ty + 1 and columns 2*tx, 2*tx + 1 (dropped past t
 
 Backward is the adjoint of each linear step, in reverse (so it is the exact gradient of the forward)::
 
-    dM    = A dY A^T per tile                                   output_transform_backward
+    dM    = A dY A^T per tile                                   output_transform_backward_into
     dU[k] = V[k]^T @ dM[k], summed over chunks; dkernel = G^T dU G
-    dV[k] = dM[k] @ U[k]^T;  dx = sum over tiles of B dV B^T    input_transform_backward
+    dV[k] = dM[k] @ U[k]^T;  dx = sum over tiles of B dV B^T    input_transform_backward_into
 
 When a 2x2 max-pool (stride 2) follows and the tiles line up with its windows, a tile's 2x2 outputs ARE one
-pool window: ``output_transform_pool`` then goes from M straight to the pooled output (bias, ReLU, maximum and
-argmax as kernels/fused.py), and ``output_transform_pool_backward`` from the pooled gradient straight to dM,
+pool window: ``output_transform_pool_into`` then goes from M straight to the pooled output (bias, ReLU, maximum and
+argmax as kernels/fused.py), and ``output_transform_pool_backward_into`` from the pooled gradient straight to dM,
 without the convolution's output (or its gradient) ever being written out.
 
 Each transform has a NumPy twin written with the matrices above (read those first) and a Numba kernel that
@@ -42,8 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.backend import pick
-from minicnn.kernels.fused import conv_epilogue_backward_numpy, conv_epilogue_forward_numpy
+from minicnn.kernels.fused import conv_epilogue_backward_into_numpy, conv_epilogue_forward_into_numpy
 from minicnn.kernels.jit import njit
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -85,7 +84,7 @@ def _padded_for_tiles(x, tiles_h, tiles_w, pad_top, pad_left):
     return padded
 
 
-def input_transform_numpy(x, pad_top, pad_left, tiles_h, tiles_w, V):
+def input_transform_into_numpy(x, pad_top, pad_left, tiles_h, tiles_w, V):
     """V[...] = B^T d B for every 4x4 tile d of x (N, H, W, C); V is (16, N*tiles_h*tiles_w, C)."""
     padded = _padded_for_tiles(x, tiles_h, tiles_w, pad_top, pad_left)
     # d[a, b] = the (a, b) element of every tile: (4, 4, N, tiles_h, tiles_w, C)
@@ -97,8 +96,8 @@ def input_transform_numpy(x, pad_top, pad_left, tiles_h, tiles_w, V):
     return V
 
 
-def input_transform_backward_numpy(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
-    """dx[...] = sum over tiles of B dV B^T, added at each tile's 4x4 window (the adjoint of input_transform)."""
+def input_transform_backward_into_numpy(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
+    """dx[...] = sum over tiles of B dV B^T, added at each tile's 4x4 window (the adjoint of input_transform_into)."""
     batch, height, width, channels = dx.shape
     matrix = B_T.astype(dx.dtype)
     tiles = dV[:, :batch * tiles_h * tiles_w].reshape(4, 4, batch, tiles_h, tiles_w, channels)
@@ -114,7 +113,7 @@ def input_transform_backward_numpy(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
     return dx
 
 
-def output_transform_numpy(M, tiles_h, tiles_w, y):
+def output_transform_into_numpy(M, tiles_h, tiles_w, y):
     """y[...] = A^T M A for every tile, cut to y's size; M (16, N*tiles_h*tiles_w, F), y (N, OH, OW, F)."""
     batch, out_h, out_w, filters = y.shape
     matrix = A_T.astype(y.dtype)
@@ -124,8 +123,8 @@ def output_transform_numpy(M, tiles_h, tiles_w, y):
     return y
 
 
-def output_transform_backward_numpy(dy, tiles_h, tiles_w, dM):
-    """dM[...] = A dY A^T for every tile (dY zero past the output's edge): the adjoint of output_transform."""
+def output_transform_backward_into_numpy(dy, tiles_h, tiles_w, dM):
+    """dM[...] = A dY A^T for every tile (dY zero past the output's edge): the adjoint of output_transform_into."""
     batch, out_h, out_w, filters = dy.shape
     full = np.zeros((batch, 2 * tiles_h, 2 * tiles_w, filters), dtype=dy.dtype)
     full[:, :out_h, :out_w] = dy
@@ -138,21 +137,21 @@ def output_transform_backward_numpy(dy, tiles_h, tiles_w, dM):
 
 
 # -- output transform and a 2x2 max-pool in one pass (a 2x2 output tile IS a 2x2 pool window)
-def output_transform_pool_numpy(M, tiles_h, tiles_w, bias, relu, y, argmax):
+def output_transform_pool_into_numpy(M, tiles_h, tiles_w, bias, relu, y, argmax):
     """y[...] = maxpool2x2(relu(A^T M A + bias)), argmax[...] = where each maximum was (as kernels/fused.py);
     y, argmax (N, tiles_h, tiles_w, F): one pooled output per tile. Returns y."""
     batch, _, _, filters = y.shape
     z = np.empty((batch, 2 * tiles_h, 2 * tiles_w, filters), dtype=y.dtype)
-    output_transform_numpy(M, tiles_h, tiles_w, z)
-    return conv_epilogue_forward_numpy(z, bias, relu, 2, 2, 2, 2, 0, 0, y, argmax)
+    output_transform_into_numpy(M, tiles_h, tiles_w, z)
+    return conv_epilogue_forward_into_numpy(z, bias, relu, 2, 2, 2, 2, 0, 0, y, argmax)
 
 
-def output_transform_pool_backward_numpy(dy, y, argmax, relu, tiles_h, tiles_w, dM, dbias):
-    """dM[...] = the gradient of M through output_transform_pool; dbias += the bias gradient. Returns dM."""
+def output_transform_pool_backward_into_numpy(dy, y, argmax, relu, tiles_h, tiles_w, dM, dbias):
+    """dM[...] = the gradient of M through output_transform_pool_into; dbias += the bias gradient. Returns dM."""
     batch, _, _, filters = dy.shape
     dz = np.empty((batch, 2 * tiles_h, 2 * tiles_w, filters), dtype=dy.dtype)
-    conv_epilogue_backward_numpy(dy, y, argmax, relu, 2, 2, 2, 2, 0, 0, dz, dbias)
-    return output_transform_backward_numpy(dz, tiles_h, tiles_w, dM)
+    conv_epilogue_backward_into_numpy(dy, y, argmax, relu, 2, 2, 2, 2, 0, 0, dz, dbias)
+    return output_transform_backward_into_numpy(dz, tiles_h, tiles_w, dM)
 
 # ---------------------------------------------------------------- Numba kernels (same results, fast)
 # The kernels spell the matrix products out from the matrices' nonzero entries (all +1 or -1). The forward
@@ -166,8 +165,8 @@ BT_ROWS = ((0, 2, -1), (1, 2, 1), (2, 1, -1), (1, 3, -1))
 AT_ROWS = (((0, 1), (1, 1), (2, 1)), ((1, 1), (2, -1), (3, -1)))
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def input_transform_numba(x, pad_top, pad_left, tiles_h, tiles_w, V):
+@njit(cache=True, nogil=True, error_model="numpy", twin=input_transform_into_numpy)
+def input_transform_into_numba(x, pad_top, pad_left, tiles_h, tiles_w, V):
     batch, height, width, channels = x.shape
     # every tile must lie whole inside what we read (no bounds checks below): x itself if it does (a "valid"
     # convolution: the seed CNN's), otherwise a zero-padded copy of x
@@ -199,8 +198,8 @@ def input_transform_numba(x, pad_top, pad_left, tiles_h, tiles_w, V):
     return V
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def input_transform_backward_numba(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
+@njit(cache=True, nogil=True, error_model="numpy", twin=input_transform_backward_into_numpy)
+def input_transform_backward_into_numba(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
     batch, height, width, channels = dx.shape
     t = np.empty((4, 4, channels), dtype=dx.dtype)  # one tile's B dV (rows done, columns not yet)
     flat = dx.reshape(-1)
@@ -240,8 +239,8 @@ def input_transform_backward_numba(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
     return dx
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def output_transform_numba(M, tiles_h, tiles_w, y):
+@njit(cache=True, nogil=True, error_model="numpy", twin=output_transform_into_numpy)
+def output_transform_into_numba(M, tiles_h, tiles_w, y):
     batch, out_h, out_w, filters = y.shape
     real = y.dtype.type  # (the signs in y's dtype: int64 signs would make the sums float64)
     for n in range(batch):
@@ -309,8 +308,8 @@ def _tile_dM_numba(y00, y01, y10, y11, p, dM):
         dM[15, p, f] = y11[f]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def output_transform_backward_numba(dy, tiles_h, tiles_w, dM):
+@njit(cache=True, nogil=True, error_model="numpy", twin=output_transform_backward_into_numpy)
+def output_transform_backward_into_numba(dy, tiles_h, tiles_w, dM):
     batch, out_h, out_w, filters = dy.shape
     zero = dy.dtype.type(0)
     # a tile's four dY values (0 past the output's edge), one row of filters each
@@ -331,8 +330,8 @@ def output_transform_backward_numba(dy, tiles_h, tiles_w, dM):
     return dM
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def output_transform_pool_numba(M, tiles_h, tiles_w, bias, relu, y, argmax):
+@njit(cache=True, nogil=True, error_model="numpy", twin=output_transform_pool_into_numpy)
+def output_transform_pool_into_numba(M, tiles_h, tiles_w, bias, relu, y, argmax):
     batch, _, _, filters = y.shape
     zero = y.dtype.type(0)
     for n in range(batch):
@@ -340,7 +339,7 @@ def output_transform_pool_numba(M, tiles_h, tiles_w, bias, relu, y, argmax):
             for tx in range(tiles_w):
                 p = (n * tiles_h + ty) * tiles_w + tx
                 for f in range(filters):
-                    # A^T M A, columns first (the order output_transform_numba adds in: the same roundings)
+                    # A^T M A, columns first (the order output_transform_into_numba adds in: the same roundings)
                     u00 = M[0, p, f] + M[1, p, f] + M[2, p, f]
                     u01 = M[1, p, f] - M[2, p, f] - M[3, p, f]
                     u10 = M[4, p, f] + M[5, p, f] + M[6, p, f]
@@ -349,7 +348,7 @@ def output_transform_pool_numba(M, tiles_h, tiles_w, bias, relu, y, argmax):
                     u21 = M[9, p, f] - M[10, p, f] - M[11, p, f]
                     u30 = M[12, p, f] + M[13, p, f] + M[14, p, f]
                     u31 = M[13, p, f] - M[14, p, f] - M[15, p, f]
-                    # the pool: as conv_epilogue_forward_numba's 2x2 path (first maximum wins, then the ReLU)
+                    # the pool: as conv_epilogue_forward_into_numba's 2x2 path (first maximum wins, then the ReLU)
                     best = (u00 + u10 + u20) + bias[f]
                     index = 0
                     value = (u01 + u11 + u21) + bias[f]
@@ -368,8 +367,8 @@ def output_transform_pool_numba(M, tiles_h, tiles_w, bias, relu, y, argmax):
     return y
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def output_transform_pool_backward_numba(dy, y, argmax, relu, tiles_h, tiles_w, dM, dbias):
+@njit(cache=True, nogil=True, error_model="numpy", twin=output_transform_pool_backward_into_numpy)
+def output_transform_pool_backward_into_numba(dy, y, argmax, relu, tiles_h, tiles_w, dM, dbias):
     batch, _, _, filters = dy.shape
     zero = dy.dtype.type(0)
     # the gradient of a tile's four outputs: the pooled gradient at the maximum, 0 elsewhere
@@ -391,37 +390,3 @@ def output_transform_pool_backward_numba(dy, y, argmax, relu, tiles_h, tiles_w, 
                     y11[f] = gradient if index == 3 else zero
                 _tile_dM_numba(y00, y01, y10, y11, p, dM)
     return dM
-
-
-# ---------------------------------------------------------------- dispatchers
-def input_transform(x, pad_top, pad_left, tiles_h, tiles_w, V):
-    """V = B^T d B for every tile of x, written into V (16, P, C). See the module docstring."""
-    return pick(input_transform_numpy, input_transform_numba)(x, pad_top, pad_left, tiles_h, tiles_w, V)
-
-
-def input_transform_backward(dV, pad_top, pad_left, tiles_h, tiles_w, dx):
-    """dx = the adjoint of input_transform applied to dV, written (not added) into dx."""
-    return pick(input_transform_backward_numpy, input_transform_backward_numba)(dV, pad_top, pad_left, tiles_h,
-                                                                                tiles_w, dx)
-
-
-def output_transform(M, tiles_h, tiles_w, y):
-    """y = A^T M A for every tile, written into y (N, OH, OW, F)."""
-    return pick(output_transform_numpy, output_transform_numba)(M, tiles_h, tiles_w, y)
-
-
-def output_transform_backward(dy, tiles_h, tiles_w, dM):
-    """dM = the adjoint of output_transform applied to dy, written into dM (16, P, F)."""
-    return pick(output_transform_backward_numpy, output_transform_backward_numba)(dy, tiles_h, tiles_w, dM)
-
-
-def output_transform_pool(M, tiles_h, tiles_w, bias, relu, y, argmax):
-    """y = maxpool2x2(relu(A^T M A + bias)) and its argmax, written into y and argmax (N, tiles_h, tiles_w, F)."""
-    return pick(output_transform_pool_numpy, output_transform_pool_numba)(M, tiles_h, tiles_w, bias, relu, y,
-                                                                          argmax)
-
-
-def output_transform_pool_backward(dy, y, argmax, relu, tiles_h, tiles_w, dM, dbias):
-    """dM = the gradient of M through output_transform_pool (written), dbias += the bias gradient."""
-    return pick(output_transform_pool_backward_numpy, output_transform_pool_backward_numba)(
-        dy, y, argmax, relu, tiles_h, tiles_w, dM, dbias)

@@ -14,9 +14,10 @@ Math, for output pixel (n, oy, ox) and filter f, on the zero-padded input xp::
 Padding "valid": none, OH = (H - KH) // SH + 1. Padding "same": OH = ceil(H / SH), the zeros needed for that
 split between top and bottom with the extra row (if odd) at the bottom (as Keras and TensorFlow).
 
-How it is computed: im2col copies every KH x KW x C window into a row of a matrix ``columns``
-(N*OH*OW, KH*KW*C); then the whole convolution is one matrix product with the kernel seen as a
-(KH*KW*C, F) matrix. We do this a few images at a time so the column matrix stays in the CPU cache.
+How it is computed here: ``im2col`` copies every KH x KW x C window into a row of a matrix ``columns``
+(N*OH*OW, KH*KW*C), in the (ky, kx, c) order of the kernel; then the whole convolution is one matrix product
+with the kernel seen as a (KH*KW*C, F) matrix. (The fast engine computes the same numbers other ways:
+minicnn/fast/.)
 
 Backward, with dy = dLoss/dy of shape (N, OH, OW, F) seen as a matrix dY (N*OH*OW, F)::
 
@@ -31,61 +32,68 @@ import numpy as np
 
 from minicnn.errors import ShapeError
 from minicnn.initializers import initialize
-from minicnn.kernels.im2col import col2im, im2col
 from minicnn.layers.base import Layer, Parameter, pair, window_output_size
-
-IMAGES_PER_CHUNK = 16  # im2col works on this many images at a time, so its columns fit in cache
-
-
-def batch_chunks(batch_size, chunk=IMAGES_PER_CHUNK):
-    """slice objects that cover range(batch_size) in steps of ``chunk``."""
-    return [slice(start, min(start + chunk, batch_size)) for start in range(0, batch_size, chunk)]
+from minicnn.layers.maxpool2d import window_slices
 
 
-def conv2d_forward(x, kernel, bias, stride, padding):
+def im2col(x, kernel_size, strides, out_h, out_w):
+    """x (N, H, W, C), already padded -> columns (N*OH*OW, KH*KW*C): row (n, oy, ox) is the window under output
+    (oy, ox), flattened in (ky, kx, c) order. One strided slice per kernel tap (ky, kx): it picks, for every
+    output position, the input pixel that tap looks at."""
+    batch, _, _, channels = x.shape
+    kernel_h, kernel_w = kernel_size
+    columns = np.empty((batch, out_h, out_w, kernel_h, kernel_w, channels), dtype=x.dtype)
+    for ky in range(kernel_h):
+        for kx in range(kernel_w):
+            rows, cols = window_slices(ky, kx, strides, out_h, out_w)
+            columns[:, :, :, ky, kx, :] = x[:, rows, cols, :]
+    return columns.reshape(batch * out_h * out_w, kernel_h * kernel_w * channels)
+
+
+def col2im_add_into(columns, dx, kernel_size, strides, out_h, out_w):
+    """The adjoint of im2col: ADD every row of columns (N*OH*OW, KH*KW*C) back onto the window it came from in
+    dx (N, H, W, C), in place (a pixel under several windows receives the sum). Returns dx."""
+    batch, _, _, channels = dx.shape
+    kernel_h, kernel_w = kernel_size
+    columns = columns.reshape(batch, out_h, out_w, kernel_h, kernel_w, channels)
+    for ky in range(kernel_h):
+        for kx in range(kernel_w):
+            rows, cols = window_slices(ky, kx, strides, out_h, out_w)
+            dx[:, rows, cols, :] += columns[:, :, :, ky, kx, :]
+    return dx
+
+
+def conv2d_forward(x, kernel, bias, strides, padding):
     """x (N, H, W, C), kernel (KH, KW, C, F), bias (F,) -> y (N, OH, OW, F), cache for the backward pass."""
     batch, height, width, channels = x.shape
     kernel_h, kernel_w, _, filters = kernel.shape
-    out_h, pad_h = window_output_size(height, kernel_h, stride[0], padding)
-    out_w, pad_w = window_output_size(width, kernel_w, stride[1], padding)
+    out_h, pad_h = window_output_size(height, kernel_h, strides[0], padding)
+    out_w, pad_w = window_output_size(width, kernel_w, strides[1], padding)
     x_padded = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0))) if padding == "same" else x
-    kernel_matrix = kernel.reshape(kernel_h * kernel_w * channels, filters)
-
-    y = np.empty((batch, out_h, out_w, filters), dtype=x.dtype)
-    for chunk in batch_chunks(batch):
-        columns = im2col(x_padded[chunk], kernel_h, kernel_w, stride[0], stride[1], out_h, out_w)
-        np.matmul(columns, kernel_matrix, out=y[chunk].reshape(-1, filters))
-    y += bias
-    cache = (x_padded, kernel, stride, pad_h, pad_w)
+    columns = im2col(x_padded, (kernel_h, kernel_w), strides, out_h, out_w)      # (N*OH*OW, KH*KW*C)
+    kernel_matrix = kernel.reshape(kernel_h * kernel_w * channels, filters)      # (KH*KW*C, F)
+    y = (columns @ kernel_matrix + bias).reshape(batch, out_h, out_w, filters)
+    cache = (x_padded, columns, kernel, strides, pad_h, pad_w)
     return y, cache
 
 
 def conv2d_backward(dy, cache, need_input_grad=True):
     """dy (N, OH, OW, F) -> dx (N, H, W, C) or None, dkernel (KH, KW, C, F), dbias (F,)."""
-    x_padded, kernel, stride, pad_h, pad_w = cache
+    x_padded, columns, kernel, strides, pad_h, pad_w = cache
     kernel_h, kernel_w, channels, filters = kernel.shape
-    batch, out_h, out_w, _ = dy.shape
-    kernel_matrix = kernel.reshape(kernel_h * kernel_w * channels, filters)
-    dy = np.ascontiguousarray(dy)
+    _, out_h, out_w, _ = dy.shape
+    dy_matrix = dy.reshape(-1, filters)                                          # (N*OH*OW, F)
 
-    dbias = dy.sum(axis=(0, 1, 2))
-    dkernel_matrix = np.zeros_like(kernel_matrix)
-    dx_padded = np.zeros_like(x_padded) if need_input_grad else None
-    for chunk in batch_chunks(batch):
-        # Recomputing the columns here is cheaper than keeping them all from the forward pass.
-        columns = im2col(x_padded[chunk], kernel_h, kernel_w, stride[0], stride[1], out_h, out_w)
-        dy_matrix = dy[chunk].reshape(-1, filters)
-        dkernel_matrix += columns.T @ dy_matrix
-        if need_input_grad:
-            dcolumns = dy_matrix @ kernel_matrix.T
-            col2im(dcolumns, dx_padded[chunk], kernel_h, kernel_w, stride[0], stride[1], out_h, out_w)
-
-    dx = None
-    if need_input_grad:
-        height = x_padded.shape[1] - pad_h[0] - pad_h[1]
-        width = x_padded.shape[2] - pad_w[0] - pad_w[1]
-        dx = dx_padded[:, pad_h[0]:pad_h[0] + height, pad_w[0]:pad_w[0] + width, :]
-    return dx, dkernel_matrix.reshape(kernel.shape), dbias
+    dbias = dy_matrix.sum(axis=0)
+    dkernel = (columns.T @ dy_matrix).reshape(kernel.shape)
+    if not need_input_grad:
+        return None, dkernel, dbias
+    dcolumns = dy_matrix @ kernel.reshape(kernel_h * kernel_w * channels, filters).T
+    dx_padded = col2im_add_into(dcolumns, np.zeros_like(x_padded), (kernel_h, kernel_w), strides, out_h, out_w)
+    height = x_padded.shape[1] - pad_h[0] - pad_h[1]
+    width = x_padded.shape[2] - pad_w[0] - pad_w[1]
+    dx = dx_padded[:, pad_h[0]:pad_h[0] + height, pad_w[0]:pad_w[0] + width, :]
+    return dx, dkernel, dbias
 
 
 class Conv2D(Layer):

@@ -18,8 +18,39 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.errors import ShapeError
-from minicnn.kernels.pooling import maxpool_backward, maxpool_forward
 from minicnn.layers.base import Layer, pair, window_output_size
+
+
+def window_slices(offset_y, offset_x, strides, out_h, out_w):
+    """The (rows, columns) slices that pick, for every output position, the input at (offset_y, offset_x) of its
+    window: rows offset_y, offset_y + SH, ..., out_h of them (and the same across)."""
+    return (slice(offset_y, offset_y + strides[0] * (out_h - 1) + 1, strides[0]),
+            slice(offset_x, offset_x + strides[1] * (out_w - 1) + 1, strides[1]))
+
+
+def window_maxima(x, pool_size, strides, out_h, out_w):
+    """x (N, H, W, C), padded already -> (y, argmax), each (N, OH, OW, C); argmax = ky * PW + kx, the position
+    of the maximum inside its window (np.argmax picks the FIRST maximum: our tie rule)."""
+    taps = []
+    for ky in range(pool_size[0]):
+        for kx in range(pool_size[1]):
+            rows, cols = window_slices(ky, kx, strides, out_h, out_w)
+            taps.append(x[:, rows, cols, :])
+    windows = np.stack(taps, axis=-1)                                  # (N, OH, OW, C, PH*PW), row-major
+    argmax = windows.argmax(axis=-1)                                   # (N, OH, OW, C)
+    y = np.take_along_axis(windows, argmax[..., None], axis=-1)[..., 0]
+    return y, argmax
+
+
+def add_at_maxima(dy, argmax, dx, pool_size, strides):
+    """dx[window positions of the maxima] += dy, in place on dx (N, H, W, C): every window sends its gradient to
+    the input its maximum came from. Returns dx."""
+    out_h, out_w = dy.shape[1], dy.shape[2]
+    for ky in range(pool_size[0]):
+        for kx in range(pool_size[1]):
+            rows, cols = window_slices(ky, kx, strides, out_h, out_w)
+            dx[:, rows, cols, :] += np.where(argmax == ky * pool_size[1] + kx, dy, 0)
+    return dx
 
 
 def maxpool2d_forward(x, pool_size, strides, padding):
@@ -29,8 +60,7 @@ def maxpool2d_forward(x, pool_size, strides, padding):
     out_w, pad_w = window_output_size(width, pool_size[1], strides[1], padding)
     if padding == "same":
         x = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-np.inf)
-    y, argmax = maxpool_forward(np.ascontiguousarray(x), pool_size[0], pool_size[1], strides[0], strides[1],
-                                out_h, out_w)
+    y, argmax = window_maxima(x, pool_size, strides, out_h, out_w)
     cache = (argmax, x.shape, pool_size, strides, pad_h, pad_w)
     return y, cache
 
@@ -38,8 +68,7 @@ def maxpool2d_forward(x, pool_size, strides, padding):
 def maxpool2d_backward(dy, cache):
     """dy (N, OH, OW, C) -> dx (N, H, W, C): each window's gradient goes to the position of its maximum."""
     argmax, padded_shape, pool_size, strides, pad_h, pad_w = cache
-    dx = np.zeros(padded_shape, dtype=dy.dtype)
-    maxpool_backward(np.ascontiguousarray(dy), argmax, dx, pool_size[0], pool_size[1], strides[0], strides[1])
+    dx = add_at_maxima(dy, argmax, np.zeros(padded_shape, dtype=dy.dtype), pool_size, strides)
     return dx[:, pad_h[0]:padded_shape[1] - pad_h[1], pad_w[0]:padded_shape[2] - pad_w[1], :]
 
 

@@ -3,24 +3,28 @@
 Shapes: x and y have any shape, the same one.
 
     forward:   y  = max(x, 0)
-    backward:  dx = dy * [y > 0]        (the slope is 1 where the input was positive, 0 elsewhere)
+    backward:  dx = dy * [y > 0]        (the slope is 1 where the input was positive, 0 elsewhere;
+                                         at exactly x = 0 we use 0, as Keras, TensorFlow and PyTorch do)
+
+NaN stays NaN in the forward pass (``np.maximum`` propagates it), so a diverging model is noticed.
 """
 from __future__ import annotations
 
-from minicnn.kernels.relu import relu_backward as relu_backward_kernel
-from minicnn.kernels.relu import relu_forward as relu_forward_kernel
+import numpy as np
+
 from minicnn.layers.base import Layer
 
 
 def relu_forward(x):
     """x (any shape) -> y = max(x, 0), cache = y (the mask y > 0 is all backward needs)."""
-    y = relu_forward_kernel(x)
+    y = np.maximum(x, 0)
     return y, y
 
 
 def relu_backward(dy, cache):
     """dy (same shape as x) -> dx = dy where the forward output was positive, 0 elsewhere."""
-    return relu_backward_kernel(dy, cache)
+    y = cache
+    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
 
 
 class ReLU(Layer):

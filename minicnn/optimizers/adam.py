@@ -1,4 +1,5 @@
-"""Adam, exactly as Keras 3 computes it. The update itself is in minicnn/kernels/optim.py:
+"""Adam, exactly as Keras 3 computes it. The update itself is ``adam_update`` in minicnn/kernels/optim.py
+(a NumPy function and its Numba kernel):
 
     t     = iteration + 1
     alpha = learning_rate * sqrt(1 - beta_2**t) / (1 - beta_1**t)
@@ -12,8 +13,7 @@ from __future__ import annotations
 
 import math
 
-from minicnn.kernels.optim import adam_update
-from minicnn.optimizers.base import Optimizer
+from minicnn.optimizers.base import NUMPY_UPDATES, Optimizer
 
 
 class Adam(Optimizer):
@@ -27,11 +27,11 @@ class Adam(Optimizer):
         self.m = None
         self.v = None
 
-    def apply(self, flat_params, flat_grads):
+    def apply(self, flat_params, flat_grads, kernels=NUMPY_UPDATES):
         step = self.iterations + 1
         alpha = self.learning_rate * math.sqrt(1 - self.beta_2 ** step) / (1 - self.beta_1 ** step)
         as_dtype = flat_params.dtype.type  # keep float32 math in float32
-        adam_update(flat_params, flat_grads, self.m, self.v, as_dtype(alpha), as_dtype(1 - self.beta_1),
+        kernels.adam_update(flat_params, flat_grads, self.m, self.v, as_dtype(alpha), as_dtype(1 - self.beta_1),
                     as_dtype(1 - self.beta_2), as_dtype(self.epsilon))
         self.iterations = step
 

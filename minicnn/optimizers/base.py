@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn.kernels.jit import KernelTable
+
+NUMPY_UPDATES = KernelTable("numpy")
+
 
 class Optimizer:
     state_names: tuple = ()
@@ -18,8 +22,9 @@ class Optimizer:
         for name in self.state_names:
             setattr(self, name, np.zeros_like(flat_params))
 
-    def apply(self, flat_params, flat_grads):
-        """Update flat_params in place from flat_grads, then count the step."""
+    def apply(self, flat_params, flat_grads, kernels=NUMPY_UPDATES):
+        """Update flat_params in place from flat_grads, then count the step. ``kernels``: the engine's kernel
+        table (its Numba kernels, or the NumPy updates in minicnn/kernels/optim.py)."""
         raise NotImplementedError
 
     def get_config(self):

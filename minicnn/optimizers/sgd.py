@@ -7,8 +7,7 @@ With momentum 0 this is plain SGD: p = p - learning_rate * g.
 """
 from __future__ import annotations
 
-from minicnn.kernels.optim import sgd_update
-from minicnn.optimizers.base import Optimizer
+from minicnn.optimizers.base import NUMPY_UPDATES, Optimizer
 
 
 class SGD(Optimizer):
@@ -22,10 +21,10 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.velocity = None
 
-    def apply(self, flat_params, flat_grads):
+    def apply(self, flat_params, flat_grads, kernels=NUMPY_UPDATES):
         as_dtype = flat_params.dtype.type
-        sgd_update(flat_params, flat_grads, self.velocity, as_dtype(self.learning_rate), as_dtype(self.momentum),
-                   self.nesterov)
+        kernels.sgd_update(flat_params, flat_grads, self.velocity, as_dtype(self.learning_rate),
+                           as_dtype(self.momentum), self.nesterov)
         self.iterations += 1
 
     def get_config(self):

@@ -1,0 +1,146 @@
+"""The fast engine: runs a model's plan (minicnn/fast/plan.py) with Numba kernels, over several threads.
+
+It computes what the reference engine (minicnn/reference.py) computes, to float rounding, with:
+
+1. **Fusion**: Conv2D -> ReLU -> MaxPool2D and Dense -> ReLU runs are single steps (plan.py);
+2. **Reused buffers**: every array lives in a ``Workspace`` per thread (parallel.py);
+3. **Threads**: a batch is split into parts, one per thread, each with its own gradient buffer, summed once
+   per step; BLAS is held to one thread meanwhile. A model without convolutions (an MLP) trains on one
+   thread and lets BLAS use the threads for its large products instead.
+
+``FastEngine(layers, threads, kernels="numba")``; ``kernels="numpy"`` runs the same plan with every kernel's
+NumPy twin (``Sequential(engine="twins")``), slowly, to check or read it.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from minicnn.fast import plan, startup
+from minicnn.fast.parallel import ONE_BLAS_THREAD, Workspace, blas_threads, resolve_threads, run_in_threads, split
+from minicnn.kernels.jit import KernelTable
+from minicnn.layers import Conv2D, Softmax
+from minicnn.losses import softmax_cross_entropy
+
+NUMPY_TWINS = KernelTable("numpy")
+NUMBA_KERNELS = KernelTable("numba")
+
+
+def parameter_views(flat, layers):
+    """Per layer, arrays shaped like its parameters, laid out in ``flat`` as the model's flat buffers are."""
+    views, offset = [], 0
+    for layer in layers:
+        arrays = []
+        for parameter in layer.parameters():
+            arrays.append(flat[offset:offset + parameter.size].reshape(parameter.shape))
+            offset += parameter.size
+        views.append(arrays)
+    return views
+
+
+class FastEngine:
+    def __init__(self, layers, threads=None, kernels="numba"):
+        self.name = "fast" if kernels == "numba" else "twins"
+        self.layers = list(layers)
+        self.threads = threads
+        self.kernels = NUMBA_KERNELS if kernels == "numba" else NUMPY_TWINS
+        self.steps = plan.build_steps(self.layers)
+        self.logit_steps = self.steps[:-1] if isinstance(self.steps[-1].layers[-1], Softmax) else self.steps
+        self.blas_splits_training = not any(isinstance(layer, Conv2D) for layer in self.layers)
+        self.workspaces = []
+        self.thread_grads = []  # per extra thread: (flat gradient buffer, per-layer views into it)
+        self._lock = threading.Lock()
+
+    # -- per-thread resources
+    def _workspace(self, slot):
+        while len(self.workspaces) <= slot:
+            self.workspaces.append(Workspace())
+        return self.workspaces[slot]
+
+    def _grads_for(self, slot, flat_grads):
+        """Gradient arrays for extra thread ``slot`` >= 1: (flat buffer like flat_grads, per-layer views)."""
+        while len(self.thread_grads) < slot:
+            flat = np.zeros_like(flat_grads)
+            self.thread_grads.append((flat, parameter_views(flat, self.layers)))
+        return self.thread_grads[slot - 1]
+
+    # -- one thread's work
+    def _forward(self, steps, x, kernels, workspace, training):
+        caches = []
+        for step in steps:
+            x, cache = step.forward(x, kernels, workspace, training)
+            caches.append(cache)
+        return x, caches
+
+    def _loss_and_gradients(self, x, y, grads, scale, need_input_grad, kernels, workspace):
+        logits, caches = self._forward(self.logit_steps, x, kernels, workspace, True)
+        loss = kernels.softmax_xent if y.ndim == 1 else softmax_cross_entropy  # (integer labels, or rows)
+        loss_sum, dx = loss(np.ascontiguousarray(logits), y, scale)
+        correct = int((logits.argmax(axis=1) == (y if y.ndim == 1 else y.argmax(axis=1))).sum())
+        for number in range(len(self.logit_steps) - 1, -1, -1):
+            step = self.logit_steps[number]
+            dx = step.backward(dx, caches[number], grads[step.index], kernels, workspace,
+                               number > 0 or need_input_grad)
+        return loss_sum, correct, dx
+
+    # -- what Sequential calls
+    def loss_and_gradients(self, x, y, grads, scale, need_input_grad):
+        """One thread: (sum of losses, correct predictions, dLoss/dx or None); parameter gradients into grads."""
+        with self._lock, ONE_BLAS_THREAD:
+            loss_sum, correct, dx = self._loss_and_gradients(x, y, grads, scale, need_input_grad, self.kernels,
+                                                             self._workspace(0))
+            return loss_sum, correct, (None if dx is None else np.array(dx))
+
+    def gradients(self, x, y, grads, flat_grads):
+        """The mean-loss gradient of a batch into ``grads`` (views into ``flat_grads``), the batch split over
+        threads. Returns (sum of losses, correct predictions)."""
+        threads = resolve_threads(self.threads)
+        scale = 1.0 / len(x)
+        if self.blas_splits_training and threads > 1:
+            with self._lock, blas_threads(threads):
+                loss_sum, correct, _ = self._loss_and_gradients(x, y, grads, scale, False, self.kernels,
+                                                                self._workspace(0))
+            return loss_sum, correct
+        parts = split(len(x), threads)
+
+        def part(slot):
+            start, stop = parts[slot]
+            own = grads if slot == 0 else self._grads_for(slot, flat_grads)[1]
+            loss_sum, correct, _ = self._loss_and_gradients(x[start:stop], y[start:stop], own, scale, False,
+                                                            self.kernels, self._workspace(slot))
+            return loss_sum, correct
+
+        with self._lock, ONE_BLAS_THREAD:
+            for slot in range(1, len(parts)):  # (made here, before the threads start)
+                self._workspace(slot), self._grads_for(slot, flat_grads)
+            results = run_in_threads(part, len(parts))
+            for slot in range(1, len(parts)):
+                flat_grads += self._grads_for(slot, flat_grads)[0]
+        return sum(r[0] for r in results), sum(r[1] for r in results)
+
+    def outputs(self, x, logits_only=False):
+        """The model's outputs (or logits) for a prepared batch, split over threads; a new array."""
+        steps = self.logit_steps if logits_only else self.steps
+        if self.kernels is NUMBA_KERNELS and startup.claim_cold_start(len(x)):
+            with self._lock:  # the first small prediction of the process: twins, this thread (fast/startup.py)
+                return np.array(self._forward(steps, x, NUMPY_TWINS, self._workspace(0), False)[0])
+        parts = split(len(x), resolve_threads(self.threads))
+        with self._lock, ONE_BLAS_THREAD:  # (one BLAS thread even for one image: waking its threads costs more)
+            self._workspace(len(parts) - 1)  # (made here, before the threads start)
+            results = run_in_threads(
+                lambda slot: np.array(self._forward(steps, x[parts[slot][0]:parts[slot][1]], self.kernels,
+                                                    self._workspace(slot), False)[0]), len(parts))
+        return results[0] if len(results) == 1 else np.concatenate(results)
+
+    def warm_up(self):
+        """Load Numba and every kernel now (see minicnn/fast/startup.py)."""
+        if self.kernels is NUMBA_KERNELS:
+            startup.load_numba_and_kernels()
+
+    def plan(self, batch_size):
+        """The plan as text for a batch of ``batch_size`` images (see minicnn/fast/plan.py)."""
+        threads = 1 if self.blas_splits_training else resolve_threads(self.threads)
+        header = (f"fast engine, {'Numba kernels' if self.kernels is NUMBA_KERNELS else 'NumPy twins'}, "
+                  f"batch {batch_size} over {len(split(batch_size, threads))} thread(s):")
+        return header + "\n" + plan.describe(self.steps, batch_size, threads)

@@ -1,0 +1,278 @@
+"""The fast engine's plan: which layers run together, and which algorithm computes each convolution.
+
+``build_steps(layers)`` groups a model's layers into steps:
+
+=====================================  =============================================================
+layers                                 step
+=====================================  =============================================================
+Conv2D [ReLU] [MaxPool2D]              ``ConvStep``: one of three algorithms, chosen per call by
+                                       ``choose_conv_algorithm`` (below), with bias, ReLU and pool
+                                       fused into the same pass
+Dense [ReLU]                           ``DenseStep``: minicnn/fast/dense.py
+ReLU, MaxPool2D (alone)                ``KernelStep``: the layer's Numba kernel (kernels/relu.py, pooling.py)
+Flatten, Softmax, ...                  ``LayerStep``: the layer's own functions (cheap: a reshape, 10 numbers)
+=====================================  =============================================================
+
+``choose_conv_algorithm(geometry, images)`` is the ONE place the convolution algorithm is decided:
+
+* ``single-channel``: 3x3, stride 1, one input channel, a 2x2 pool whose windows are the 2x2 output tiles
+  (a grayscale first layer): minicnn/fast/conv_single_channel.py;
+* ``winograd``: 3x3, stride 1, at least WINOGRAD_MIN_CHANNELS input channels, outputs that fill most of the
+  2x2 tiles, and at least WINOGRAD_MIN_TILES tiles in the call: minicnn/fast/conv_winograd.py;
+* ``im2col``: everything else: minicnn/fast/conv_im2col.py.
+
+``describe(steps, batch_size, threads)`` says it in words; ``Sequential.plan(batch_size)`` prints it. Every step
+computes what the layers it replaces compute (tests/test_fast_engine.py compares each with the composition of
+the layers' own functions). The constants below were measured: docs/performance.md.
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+from dataclasses import dataclass
+
+import numpy as np
+
+from minicnn.fast import conv_im2col, conv_single_channel, conv_winograd
+from minicnn.fast import dense as fast_dense
+from minicnn.fast.parallel import split
+from minicnn.kernels import winograd
+from minicnn.layers import Conv2D, Dense, MaxPool2D, ReLU
+from minicnn.layers.base import window_output_size
+
+WINOGRAD_MIN_CHANNELS = 16  # Winograd for 3x3 stride-1 convolutions over at least this many channels ...
+WINOGRAD_MIN_TILES = 64     # ... when a call has at least this many 2x2 output tiles (else im2col's one product)
+CHUNK_BYTES = 384 * 2 ** 10           # im2col: a chunk's largest buffer (columns or z) ...
+WINOGRAD_CHUNK_BYTES = 768 * 2 ** 10  # ... Winograd: its tiles
+
+CONV_ALGORITHMS = {"single-channel": conv_single_channel, "winograd": conv_winograd, "im2col": conv_im2col}
+
+# What the fused epilogue kernels need to know of the ReLU and the pool after a convolution (no pool: 1x1, stride 1)
+Epilogue = namedtuple("Epilogue", "relu pool_h pool_w stride_h stride_w pad_top pad_left")
+
+
+@dataclass(eq=False)
+class ConvGeometry:
+    """Everything about a Conv2D [ReLU] [MaxPool2D] run that does not change from call to call."""
+
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    pad_top: int
+    pad_left: int
+    channels: int
+    filters: int
+    out_h: int          # the convolution outputs COMPUTED: only those the pool reads
+    out_w: int
+    pooled_h: int       # the step's output (after the pool; = out_h, out_w without one)
+    pooled_w: int
+    epilogue: Epilogue
+    tiles_h: int        # Winograd's 2x2 output tiles
+    tiles_w: int
+    winograd_fits: bool  # 3x3, stride 1, enough channels, outputs that fill the tiles
+    pool_is_tiles: bool  # a 2x2 pool whose windows are exactly the 2x2 output tiles of a 3x3 stride-1 convolution
+    chunk: int           # images per im2col chunk
+    winograd_chunk: int  # images per Winograd chunk
+    argmax_dtype: type
+
+    @property
+    def depth(self):
+        """Rows of the kernel matrix: KH * KW * C."""
+        return self.kernel_h * self.kernel_w * self.channels
+
+
+def conv_geometry(conv, relu, pool):
+    height, width, channels = conv.input_shape
+    kernel_h, kernel_w = conv.kernel_size
+    stride_h, stride_w = conv.strides
+    out_h, (pad_top, _) = window_output_size(height, kernel_h, stride_h, conv.padding)
+    out_w, (pad_left, _) = window_output_size(width, kernel_w, stride_w, conv.padding)
+    if pool is not None:
+        (pool_h, pool_w), (pool_stride_h, pool_stride_w) = pool.pool_size, pool.strides
+        pooled_h, (pool_top, _) = window_output_size(out_h, pool_h, pool_stride_h, pool.padding)
+        pooled_w, (pool_left, _) = window_output_size(out_w, pool_w, pool_stride_w, pool.padding)
+    else:
+        pool_h = pool_w = pool_stride_h = pool_stride_w = 1
+        pooled_h, pooled_w, pool_top, pool_left = out_h, out_w, 0, 0
+    # Only the convolution outputs the pool reads are computed: a "valid" 2x2 pool of an 11x11 output reads the
+    # first 10 rows and columns. The others cannot change the loss (their gradient is 0).
+    out_h = min(out_h, (pooled_h - 1) * pool_stride_h - pool_top + pool_h)
+    out_w = min(out_w, (pooled_w - 1) * pool_stride_w - pool_left + pool_w)
+    epilogue = Epilogue(relu is not None, pool_h, pool_w, pool_stride_h, pool_stride_w, pool_top, pool_left)
+    tiles_h, tiles_w = winograd.tiles(out_h, out_w)
+    three_by_three = (kernel_h, kernel_w) == (3, 3) and (stride_h, stride_w) == (1, 1)
+    itemsize = conv.dtype.itemsize
+    depth = kernel_h * kernel_w * channels
+    return ConvGeometry(
+        kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, channels, conv.filters, out_h, out_w,
+        pooled_h, pooled_w, epilogue, tiles_h, tiles_w,
+        winograd_fits=(three_by_three and channels >= WINOGRAD_MIN_CHANNELS
+                       and out_h * out_w >= 3 * tiles_h * tiles_w),  # (a 3x3 output: 16 values to keep 9)
+        pool_is_tiles=(three_by_three and tuple(epilogue[1:]) == (2, 2, 2, 2, 0, 0)
+                       and (out_h, out_w) == (2 * tiles_h, 2 * tiles_w) and (pooled_h, pooled_w) == (tiles_h, tiles_w)),
+        chunk=max(1, CHUNK_BYTES // (out_h * out_w * max(depth, conv.filters) * itemsize)),
+        winograd_chunk=max(1, WINOGRAD_CHUNK_BYTES // (16 * tiles_h * tiles_w * max(channels, conv.filters) * itemsize)),
+        argmax_dtype=np.uint8 if pool_h * pool_w <= 256 else np.int32)
+
+
+def choose_conv_algorithm(geometry, images):
+    """(algorithm name, why) for a call on ``images`` images. See the module docstring."""
+    g = geometry
+    shape = f"{g.kernel_h}x{g.kernel_w} stride {g.stride_h}"
+    if g.pool_is_tiles and g.channels == 1:
+        return "single-channel", f"{shape}, 1 input channel, 2x2 pool on the output tiles"
+    tiles = images * g.tiles_h * g.tiles_w
+    if g.winograd_fits and tiles >= WINOGRAD_MIN_TILES:
+        return "winograd", f"{shape}, {g.channels} channels, {tiles} tiles in the call"
+    if g.winograd_fits:
+        return "im2col", f"{shape}, {tiles} tiles in the call < {WINOGRAD_MIN_TILES}: one larger product wins"
+    return "im2col", f"{shape}, {g.channels} channel{'s' if g.channels != 1 else ''}"
+
+
+# ---------------------------------------------------------------- steps
+class ConvStep:
+    """Conv2D [-> ReLU] [-> MaxPool2D], fused: the algorithm ``choose_conv_algorithm`` names."""
+
+    def __init__(self, conv, relu, pool, index):
+        self.conv, self.index = conv, index
+        self.layers = [layer for layer in (conv, relu, pool) if layer is not None]
+        self.geometry = conv_geometry(conv, relu, pool)
+
+    def forward(self, x, kernels, workspace, training):
+        g = self.geometry
+        x = np.ascontiguousarray(x)
+        y = workspace.get((self, "y"), (len(x), g.pooled_h, g.pooled_w, g.filters), x.dtype)
+        argmax = workspace.get((self, "argmax"), y.shape, g.argmax_dtype)
+        name, _ = choose_conv_algorithm(g, len(x))
+        kept = CONV_ALGORITHMS[name].forward(x, self.conv.kernel.value, self.conv.bias.value, g, kernels, workspace,
+                                             y, argmax, training)
+        return y, (name, x, y, argmax, kept)
+
+    def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
+        name, x, y, argmax, kept = cache  # kept: the algorithm's own (im2col's columns, Winograd's U, ...)
+        dbias = np.zeros(self.geometry.filters, dtype=x.dtype)  # each chunk adds its share
+        dx = workspace.get((self, "dx"), x.shape, x.dtype) if need_input_grad else None
+        dkernel = CONV_ALGORITHMS[name].backward(np.ascontiguousarray(dy), x, y, argmax, kept, self.conv.kernel.value,
+                                                 self.geometry, kernels, workspace, dbias, dx)
+        grads[0][...] = dkernel.reshape(self.conv.kernel.shape)
+        grads[1][...] = dbias
+        return dx
+
+    def describe(self, images):
+        name, why = choose_conv_algorithm(self.geometry, images)
+        fused = "+".join([name] + [type(layer).__name__.lower().replace("maxpool2d", "pool") for layer in self.layers[1:]])
+        return fused, why
+
+
+class DenseStep:
+    """Dense [-> ReLU]: minicnn/fast/dense.py."""
+
+    def __init__(self, dense, relu, index):
+        self.dense, self.relu, self.index = dense, relu is not None, index
+        self.layers = [dense] + ([relu] if relu is not None else [])
+
+    def forward(self, x, kernels, workspace, training):
+        x = np.ascontiguousarray(x)
+        y = workspace.get((self, "y"), (len(x), self.dense.units), x.dtype)
+        return fast_dense.forward(x, self.dense.kernel.value, self.dense.bias.value, self.relu, kernels, y), (x, y)
+
+    def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
+        x, y = cache
+        dz = workspace.get((self, "dz"), y.shape, y.dtype)
+        dbias = np.empty(self.dense.units, dtype=y.dtype)
+        dx = workspace.get((self, "dx"), x.shape, x.dtype) if need_input_grad else None
+        fast_dense.backward(np.ascontiguousarray(dy), x, y, self.dense.kernel.value, self.relu, kernels, dz,
+                            grads[0], dbias, dx)
+        grads[1][...] = dbias
+        return dx
+
+    def describe(self, images):
+        return "dense+relu" if self.relu else "dense", f"{self.dense.input_shape[0]} -> {self.dense.units}, BLAS"
+
+
+class KernelStep:
+    """A ReLU or a MaxPool2D that no convolution absorbed: the layer's Numba kernel."""
+
+    def __init__(self, layer, index):
+        self.layer, self.index, self.layers = layer, index, [layer]
+
+    def forward(self, x, kernels, workspace, training):
+        x = np.ascontiguousarray(x)
+        if isinstance(self.layer, ReLU):
+            y = kernels.relu_forward(x)
+            return y, y
+        pool = self.layer
+        padded = x
+        _, height, width, _ = x.shape
+        out_h, pad_h = window_output_size(height, pool.pool_size[0], pool.strides[0], pool.padding)
+        out_w, pad_w = window_output_size(width, pool.pool_size[1], pool.strides[1], pool.padding)
+        if pool.padding == "same":
+            padded = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-np.inf)
+        y, argmax = kernels.maxpool_forward(padded, *pool.pool_size, *pool.strides, out_h, out_w)
+        return y, (argmax, padded.shape, pad_h, pad_w)
+
+    def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
+        if not need_input_grad:
+            return None
+        dy = np.ascontiguousarray(dy)
+        if isinstance(self.layer, ReLU):
+            return kernels.relu_backward(dy, cache)
+        argmax, padded_shape, pad_h, pad_w = cache
+        dx = np.zeros(padded_shape, dtype=dy.dtype)
+        kernels.maxpool_backward_add_into(dy, argmax, dx, *self.layer.pool_size, *self.layer.strides)
+        return dx[:, pad_h[0]:padded_shape[1] - pad_h[1], pad_w[0]:padded_shape[2] - pad_w[1], :]
+
+    def describe(self, images):
+        return type(self.layer).__name__.lower(), "kernel (nothing to fuse it with)"
+
+
+class LayerStep:
+    """A layer run as itself (Flatten, Softmax, ...): its own forward and backward functions."""
+
+    def __init__(self, layer, index):
+        self.layer, self.index, self.layers = layer, index, [layer]
+
+    def forward(self, x, kernels, workspace, training):
+        return self.layer.forward(x, training)
+
+    def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
+        return self.layer.backward(dy, cache, grads, need_input_grad=need_input_grad)
+
+    def describe(self, images):
+        return type(self.layer).__name__.lower(), "the layer's own function"
+
+
+def build_steps(layers):
+    """Group a model's layers into steps: Conv2D [ReLU] [MaxPool2D] and Dense [ReLU] runs fuse."""
+    steps, index = [], 0
+    while index < len(layers):
+        layer = layers[index]
+        follows = index + 1
+        relu = pool = None
+        if type(layer) in (Conv2D, Dense) and follows < len(layers) and type(layers[follows]) is ReLU:
+            relu = layers[follows]
+            follows += 1
+        if type(layer) is Conv2D:
+            if follows < len(layers) and type(layers[follows]) is MaxPool2D:
+                pool = layers[follows]
+                follows += 1
+            steps.append(ConvStep(layer, relu, pool, index))
+        elif type(layer) is Dense:
+            steps.append(DenseStep(layer, relu, index))
+        elif type(layer) in (ReLU, MaxPool2D):
+            steps.append(KernelStep(layer, index))
+        else:
+            steps.append(LayerStep(layer, index))
+        index = follows
+    return steps
+
+
+def describe(steps, images, threads):
+    """The plan as text: one line per step, for a call on ``images`` images split over ``threads`` threads."""
+    per_thread = max(stop - start for start, stop in split(images, threads))
+    rows = []
+    for step in steps:
+        what, why = step.describe(per_thread)
+        rows.append((" + ".join(layer.name for layer in step.layers), what, why))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(f"{names:<{widths[0]}}  {what:<{widths[1]}}  ({why})" for names, what, why in rows)
