@@ -36,7 +36,8 @@ CONTENDERS = {
     "keras-tf": ("Keras 3 / TensorFlow", "keras_worker.py", ["--backend", "tensorflow"]),
 }
 REFERENCE = "torch"  # ratios are taken against this contender, measured in the same rounds
-GROUPS = {"minicnn": ("minicnn", "minicnn-numpy", "minicnn-reference"), "torch": ("torch", "torch-cl"), "pytorch": ("torch", "torch-cl"),
+GROUPS = {"minicnn": ("minicnn", "minicnn-numpy", "minicnn-reference"),
+         "torch": ("torch", "torch-cl"), "pytorch": ("torch", "torch-cl"),
           "keras": ("keras-jax", "keras-tf"), "minicnn-numba": ("minicnn",), "torch-nchw": ("torch",)}
 
 THREADS = 2  # every contender gets both cores of the benchmark machine

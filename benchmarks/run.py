@@ -463,7 +463,8 @@ class Bench:
     def save_models(self, directory, model="seed"):
         """Ask each worker of the start-up test to save ``model`` in its own format; returns {contender: path}."""
         paths = {}
-        suffix = {"minicnn": ".npz", "minicnn-numpy": ".npz", "minicnn-reference": ".npz", "torch": ".pt", "torch-cl": ".pt",
+        suffix = {"minicnn": ".npz", "minicnn-numpy": ".npz", "minicnn-reference": ".npz", "torch": ".pt",
+                  "torch-cl": ".pt",
                   "keras-jax": ".keras", "keras-tf": ".keras"}
         for key in self.args.side_contenders:
             worker = self.workers.get(key)
@@ -843,7 +844,8 @@ def chart(result, path):
     throughput = result["throughput"]
     models = list(throughput)
     keys = [k for k in result["meta"]["contenders"]]
-    colors = {"minicnn": "#d62728", "minicnn-numpy": "#ff9896", "minicnn-reference": "#e377c2", "torch": "#1f77b4", "torch-cl": "#aec7e8",
+    colors = {"minicnn": "#d62728", "minicnn-numpy": "#ff9896", "minicnn-reference": "#e377c2",
+              "torch": "#1f77b4", "torch-cl": "#aec7e8",
               "keras-jax": "#2ca02c", "keras-tf": "#98df8a"}
     if not models:
         fig, ax = plt.subplots(figsize=(6, 2))

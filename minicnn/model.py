@@ -30,6 +30,7 @@ import numpy as np
 
 from minicnn import serialization
 from minicnn.errors import LabelError, ModelFileError, NonFiniteLossError, ShapeError
+from minicnn.fast import startup
 from minicnn.fast.engine import FastEngine
 from minicnn.history import EpochProgress, History
 from minicnn.layers import ACTIVATION_LAYERS, LAYER_CLASSES, Softmax
@@ -489,5 +490,4 @@ def warm_up(model=None):
     """Load Numba and every kernel now (see Sequential.warm_up, which also loads a model's kernels)."""
     if model is not None:
         return model.warm_up()
-    from minicnn.fast import startup
     startup.load_numba_and_kernels()

@@ -4,9 +4,8 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import REPO
+from PIL import Image
 
 sys.path.insert(0, str(REPO / "demo"))
 import predict_digit  # noqa: E402

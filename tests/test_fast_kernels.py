@@ -1,11 +1,11 @@
 """The fast path's kernels (padded im2col/col2im, the fused epilogues, the optimizer updates, Winograd's
-transforms, the one-channel convolution) against their NumPy twins, on random inputs of varied shapes, strides, paddings and both dtypes, with ties in the pooling."""
+transforms, the one-channel convolution) against their NumPy twins, on random inputs of varied shapes, strides,
+paddings and both dtypes, with ties in the pooling."""
 import numpy as np
 import pytest
 
-from minicnn.kernels import fused
+from minicnn.kernels import fused, optim
 from minicnn.kernels import im2col as im2col_module
-from minicnn.kernels import optim
 from minicnn.layers.base import window_output_size
 from minicnn.layers.conv2d import im2col
 

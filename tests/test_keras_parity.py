@@ -22,11 +22,10 @@ from __future__ import annotations
 import json
 import os
 
+import jax.numpy as jnp  # after keras_reference, which skips this module when JAX is missing
 import numpy as np
 import pytest
 from keras_reference import digit_like_input, jax, keras, scaled_error, x64_enabled
-
-import jax.numpy as jnp  # after keras_reference, which skips this module when JAX is missing
 
 import minicnn
 from minicnn.interop import to_keras
@@ -430,7 +429,7 @@ def test_adam_float32_step_size_is_the_only_difference():
     alpha = lr * sqrt(1 - b2**t) / (1 - b1**t) (every factor rounded to float32): the update rules are the same,
     only the precision of alpha differs (minicnn computes it in float64, then rounds once). Run eagerly: under
     jax.jit, XLA contracts multiply-adds into FMAs, which moves m, v and the parameters by an ulp or so."""
-    from minicnn.kernels.optim import adam_update
+    from minicnn.kernels.optim import adam_update_numba as adam_update
 
     rng = np.random.default_rng(10)
     lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-7

@@ -1,8 +1,8 @@
 """Every Numba kernel against its plain NumPy twin, on random inputs of varied shapes and both dtypes."""
+from pathlib import Path
+
 import numpy as np
 import pytest
-
-from pathlib import Path
 
 from minicnn.kernels import optim, pooling, relu, softmax_xent
 from minicnn.kernels.jit import KernelTable, LazyKernel, all_kernels

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import closed_port_url
 
 import mnist_loader
-from conftest import closed_port_url
 from mnist_loader import (
     DataNotFound,
     DatasetError,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import closed_port_url
+
 from mnist_loader import DataNotFound, DatasetError, load_dataset, locate_files
 from mnist_loader.__main__ import main as cli_main
 from mnist_loader.catalog import MNIST

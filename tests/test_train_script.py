@@ -5,9 +5,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO, shared_data_dir
 
 import minicnn
-from conftest import REPO, shared_data_dir
 
 
 def run_train(*arguments, timeout=1800):

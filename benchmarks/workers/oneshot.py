@@ -44,7 +44,6 @@ def fresh(contender, model_name, path, train_step=False):
     mark = START
     one = None
     if contender.startswith("minicnn"):
-        import os
 
         import numpy as np
 
@@ -68,10 +67,9 @@ def fresh(contender, model_name, path, train_step=False):
             model.train_step(x, y)
             timings["first_train_step_s"] = time.perf_counter() - mark
     elif contender in ("torch", "torch-cl"):
+        import common
         import numpy as np
         import torch
-
-        import common
 
         torch.set_num_threads(common.THREADS)
         timings["import_s"], mark = time.perf_counter() - mark, time.perf_counter()

@@ -111,7 +111,8 @@ def conv_geometry(conv, relu, pool):
         pool_is_tiles=(three_by_three and tuple(epilogue[1:]) == (2, 2, 2, 2, 0, 0)
                        and (out_h, out_w) == (2 * tiles_h, 2 * tiles_w) and (pooled_h, pooled_w) == (tiles_h, tiles_w)),
         chunk=max(1, CHUNK_BYTES // (out_h * out_w * max(depth, conv.filters) * itemsize)),
-        winograd_chunk=max(1, WINOGRAD_CHUNK_BYTES // (16 * tiles_h * tiles_w * max(channels, conv.filters) * itemsize)),
+        winograd_chunk=max(1, WINOGRAD_CHUNK_BYTES
+                           // (16 * tiles_h * tiles_w * max(channels, conv.filters) * itemsize)),
         argmax_dtype=np.uint8 if pool_h * pool_w <= 256 else np.int32)
 
 
@@ -160,8 +161,8 @@ class ConvStep:
 
     def describe(self, images):
         name, why = choose_conv_algorithm(self.geometry, images)
-        fused = "+".join([name] + [type(layer).__name__.lower().replace("maxpool2d", "pool") for layer in self.layers[1:]])
-        return fused, why
+        after = [type(layer).__name__.lower().replace("maxpool2d", "pool") for layer in self.layers[1:]]
+        return "+".join([name] + after), why
 
 
 class DenseStep:
