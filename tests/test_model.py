@@ -272,13 +272,16 @@ def test_learning_rate_scheduler_and_reduce_on_plateau():
         minicnn.callbacks.ReduceLROnPlateau().on_epoch_end(model, 0, {"loss": 1.0})
 
 
+@pytest.mark.slow
 def test_the_reference_engine_reaches_the_fast_engines_accuracy_on_mnist(mnist):
-    """Same seed, same 3,000 images, same batches: the two engines end within 0.3 points of each other."""
+    """Same seed, same 6,000 images, same batches, 2 epochs: the two engines end within 0.3 points on the 10,000
+    test images (measured: fast 93.30%, reference 93.12%). float32 training is chaotic early on (Adam magnifies
+    rounding in tiny gradients), so the runs are long enough for both to settle; in float64 they agree exactly."""
     (x_train, y_train), (x_test, y_test) = mnist
     accuracies = {}
     for engine in ("fast", "reference"):
         model = minicnn.seed_cnn(seed=0, engine=engine).compile(minicnn.optimizers.Adam(1e-3))
-        model.fit(x_train[:3000], y_train[:3000], epochs=1, batch_size=32, seed=0, verbose=0)
-        accuracies[engine] = model.evaluate(x_test[:2000], y_test[:2000])[1]
-    assert accuracies["fast"] > 0.6  # (it learned something: one epoch on 3,000 images gives about 75%)
+        model.fit(x_train[:6000], y_train[:6000], epochs=2, batch_size=32, seed=0, verbose=0)
+        accuracies[engine] = model.evaluate(x_test, y_test)[1]
+    assert accuracies["fast"] > 0.9
     assert abs(accuracies["fast"] - accuracies["reference"]) <= 0.003, accuracies

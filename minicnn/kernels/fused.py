@@ -1,7 +1,7 @@
 """Fused kernels: several layers' elementwise work done in ONE pass over memory.
 
 The layer-by-layer path runs Conv2D, then ReLU, then MaxPool2D, each reading and writing a whole activation
-array (at batch 128 the first convolution's output is 22 MB). The fast execution path (``minicnn/execution.py``)
+array (at batch 128 the first convolution's output is 22 MB). The fast engine (``minicnn/fast/``)
 instead computes a convolution a few images at a time and hands each small, cache-resident result to one kernel
 that does what the next layers would have done:
 

@@ -46,20 +46,9 @@ def numba_loaded() -> bool:
 
 
 def _load_numba_without_scipy_blas():
-    """Import the part of Numba that would otherwise import SciPy's BLAS wrappers on the first kernel call.
-
-    The first time Numba compiles or loads ANY kernel it imports ``numba.np.arraymath``, which imports
-    ``scipy.linalg.cython_blas`` (if SciPy is installed) for one purpose: deciding whether ``np.cov`` and
-    ``np.corrcoef`` inside jitted code may call BLAS for an inner product. minicnn's kernels use neither, and that
-    import costs ~0.15 s of every fresh process (a third of importing minicnn, loading a model and predicting
-    one image). So, unless the program has imported SciPy's linear algebra already (then it costs nothing), the
-    import is refused while ``numba.np.arraymath`` loads. The only effect on the rest of the process: jitted
-    ``np.cov`` / ``np.corrcoef`` use a plain loop for that inner product. Everything else in Numba that needs
-    BLAS (``np.dot``, ``np.linalg``) checks again when it is compiled, and then imports SciPy as usual.
-    (For that moment, another thread importing ``scipy.linalg.cython_blas`` would fail; minicnn's kernels
-    load under a lock, but a program that imports SciPy from another thread WHILE minicnn's first kernel
-    loads should import SciPy's linear algebra first.)
-    """
+    """Load ``numba.np.arraymath`` without letting it import SciPy's BLAS wrappers (0.15 s of every fresh process,
+    for jitted np.cov/np.corrcoef, which minicnn does not use: they then use a plain loop for one inner product).
+    Measurements and the fine print: docs/performance.md ("Start-up")."""
     if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
         return
     name = "scipy.linalg.cython_blas"

@@ -16,13 +16,9 @@ SGD with momentum, as Keras 3::
     p       += velocity                                             (plain)
     p       += momentum * velocity - learning_rate * g              (nesterov)
 
-**Subnormal numbers are flushed to zero** in the optimizer state (m, v, velocity). Where a parameter's gradient
-stays 0 (the weights into a ReLU unit that never fires), m and the velocity shrink by beta_1 (or the momentum)
-every step and after ~800 steps fall below the smallest normal float32, 1.2e-38. The CPU computes with such
-"subnormal" numbers 10-100 times slower than with normal ones: measured, an MLP on random data had 38% of m
-subnormal after 1,000 steps, and its training slowed from 16,900 to 7,500 images/s. Setting them to 0 changes
-each update by less than 1e-38 * learning_rate / epsilon. (TensorFlow flushes subnormals in all of its CPU
-math for the same reason.)
+**Subnormal numbers are flushed to zero** in the optimizer state (m, v, velocity): where a gradient stays 0, m
+shrinks every step until it is subnormal, and the CPU computes with subnormals 10-100 times slower. Flushing
+changes an update by less than 1e-38 * learning_rate / epsilon (measurements: docs/performance.md).
 
 The scalar coefficients arrive already cast to the buffer's dtype, so float32 math stays float32. The Numba
 kernels use ``error_model="numpy"``: Numba's default ("python") checks every division for a zero divisor, which
