@@ -57,7 +57,7 @@ class ReferenceEngine:
         """Nothing to load: the reference engine never imports Numba."""
 
     def plan(self, batch_size):
-        lines = [f"reference engine: every layer's own forward/backward functions in NumPy, batch {batch_size}:"]
-        lines += [f"{layer.name}  minicnn/layers/{type(layer).__module__.rsplit('.', 1)[-1]}.py"
-                  for layer in self.layers]
-        return "\n".join(lines)
+        rows = [(layer.name, f"minicnn/layers/{type(layer).__module__.rsplit('.', 1)[-1]}.py") for layer in self.layers]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join([f"reference engine: each layer's own forward/backward in NumPy, batch {batch_size}:"]
+                         + [f"{name:<{width}}  {path}" for name, path in rows])

@@ -124,9 +124,9 @@ def choose_conv_algorithm(geometry, images):
         return "single-channel", f"{shape}, 1 input channel, 2x2 pool on the output tiles"
     tiles = images * g.tiles_h * g.tiles_w
     if g.winograd_fits and tiles >= WINOGRAD_MIN_TILES:
-        return "winograd", f"{shape}, {g.channels} channels, {tiles} tiles in the call"
+        return "winograd", f"{shape}, {g.channels} channels, {tiles} tiles per thread"
     if g.winograd_fits:
-        return "im2col", f"{shape}, {tiles} tiles in the call < {WINOGRAD_MIN_TILES}: one larger product wins"
+        return "im2col", f"{shape}, {tiles} tiles per thread < {WINOGRAD_MIN_TILES}: one larger product wins"
     return "im2col", f"{shape}, {g.channels} channel{'s' if g.channels != 1 else ''}"
 
 
