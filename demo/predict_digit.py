@@ -1,8 +1,12 @@
 """Predict the digit in your own image: a PNG/JPEG drawn in Paint, or a photo of a digit on paper.
 
-    python train.py                                   # once: trains and saves models/mnist-default.npz
+    python train.py                                   # once: trains and saves mnist-default.npz
     python demo/predict_digit.py my_digit.png         # prints the three most likely digits
-    python demo/predict_digit.py *.png --model models/mnist-seed.npz --show processed.png
+    python demo/predict_digit.py *.png --model seed --show processed.png
+
+Models are looked for in the per-user models folder train.py saves to (minicnn/paths.py: $MINICNN_MODELS, else
+~/.local/share/minicnn/models), from whichever folder you run this; the demo says which file it loaded and
+when and on what that model was trained.
 
 MNIST digits are white on black, about 20x20 pixels inside a 28x28 image, centred by their centre of mass.
 Your image is brought to the same form first (see ``prepare_digit``), otherwise even a good model guesses badly.
@@ -11,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "mnist-default.npz"
 
 
 class ImageProblem(ValueError):
@@ -73,20 +77,57 @@ def load_image(path):
         raise ImageProblem(f"{path}: not a readable image ({error}); save it as PNG or JPEG") from None
 
 
+def describe_model(path, model):
+    """'/home/me/.local/share/minicnn/models/mnist-default.npz (trained 2026-11-21 11:10 UTC on full MNIST ...)'."""
+    record = getattr(model, "metadata", None) or {}
+    if "trained_at" not in record:  # saved by model.save or an older train.py: only the file's time is known
+        saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(Path(path).stat().st_mtime))
+        return f"{path} (saved {saved}; no training record in the file)"
+    trained = datetime.fromisoformat(record["trained_at"]).strftime("%Y-%m-%d %H:%M UTC")
+    images = f"{record['training_images']:,} images of " if record.get("training_images") else ""
+    details = [f"trained {trained} on {images}{record.get('data', 'unknown data')}"]
+    if record.get("training"):
+        details.append(record["training"] + (", stopped by Ctrl+C" if record.get("interrupted") else ""))
+    if record.get("test_accuracy") is not None:
+        details.append(f"test accuracy {record['test_accuracy'] * 100:.2f}%")
+    return f"{path} ({'; '.join(details)})"
+
+
+def resolve_model(choice):
+    """--model: the name of a model train.py saved in the models folder ('default', 'seed', ...), or a file."""
+    import minicnn
+    from minicnn.paths import find_model
+
+    if choice is None or choice in minicnn.ARCHITECTURES:
+        return find_model("mnist", choice or "default")
+    return Path(choice).absolute()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Predict the digit in your own images with a trained minicnn model.")
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="a model saved by train.py")
+    parser.add_argument("--model", default=None,
+                        help="a model file saved by train.py, or the name of a model train.py saved in the models "
+                             "folder: default, seed, lenet5, mlp (default: default, i.e. mnist-default.npz there, "
+                             "else mnist-default-sample.npz)")
     parser.add_argument("--show", default=None, help="save the 28x28 images the model actually sees to this PNG")
     arguments = parser.parse_args(argv)
 
     import minicnn
+    from minicnn.paths import models_dir
 
+    path = resolve_model(arguments.model)
+    if not path.exists() and path.parent == models_dir():
+        option = f" --model {arguments.model}" if arguments.model not in (None, "default") else ""
+        print(f"error: no trained model {path.name} in {path.parent}: train one first with "
+              f"`python train.py{option}` (or pass --model FILE)", file=sys.stderr)
+        return 2
     try:
-        model = minicnn.load_model(arguments.model)
+        model = minicnn.load_model(path)
     except minicnn.ModelFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    print(f"model: {describe_model(path, model)}")
     prepared, names, status = [], [], 0
     for path in arguments.images:
         try:

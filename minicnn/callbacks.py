@@ -7,6 +7,7 @@ validation data, "val_loss" and "val_accuracy".
 from __future__ import annotations
 
 import math
+import sys
 
 
 class LearningRateScheduler:
@@ -24,7 +25,7 @@ class LearningRateScheduler:
         if not new > 0 or not math.isfinite(new):
             raise ValueError(f"the learning-rate schedule returned {new} for epoch {epoch}")
         if self.verbose and new != model.optimizer.learning_rate:
-            print(f"Epoch {epoch + 1}: learning rate {new:.3g}")
+            print(f"Epoch {epoch + 1}: learning rate {new:.3g}", file=sys.stderr)  # progress, as fit's
         model.optimizer.learning_rate = new
 
     def on_epoch_end(self, model, epoch, logs):
@@ -63,5 +64,5 @@ class ReduceLROnPlateau:
             self.waited = 0
             if self.verbose:
                 print(f"Epoch {epoch + 1}: {self.monitor} did not improve; learning rate now "
-                      f"{model.optimizer.learning_rate:.3g}")
+                      f"{model.optimizer.learning_rate:.3g}", file=sys.stderr)
         return False

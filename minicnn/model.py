@@ -76,6 +76,7 @@ class Sequential:
         self.loss = "sparse_categorical_crossentropy"
         self.flat_params = None
         self.flat_grads = None
+        self.metadata = None  # what a saved model's file says of its training (see load_model)
         for layer in layers:
             self.add(layer)
         if self.input_shape is not None:
@@ -323,8 +324,9 @@ class Sequential:
 
         validation_split takes the LAST fraction of x/y (before shuffling), as Keras does. ``seed`` fixes the
         shuffling (default: the model's seed). Ctrl+C stops training cleanly after the current step
-        (``history.interrupted`` is then True). ``callbacks``: see minicnn.callbacks (objects with
-        ``on_epoch_begin(model, epoch)`` and/or ``on_epoch_end(model, epoch, logs)``; True from the latter stops).
+        (``history.interrupted`` is then True; see ``CtrlC`` in minicnn/history.py). Progress goes to stderr
+        (verbose=1: a bar on a terminal, else one line per epoch). ``callbacks``: see minicnn.callbacks (objects
+        with ``on_epoch_begin(model, epoch)`` and/or ``on_epoch_end(model, epoch, logs)``; True from the latter stops).
         """
         if self.optimizer is None:
             self.compile()
@@ -346,6 +348,11 @@ class Sequential:
         rng = np.random.default_rng(self.seed if seed is None else seed)
         steps = math.ceil(len(x) / batch_size)
         history = History()
+        import sys
+
+        from minicnn.history import CtrlC
+        ctrl_c = CtrlC().start()  # a Ctrl+C now only counts; looked at between steps, never inside a kernel
+        progress, step = None, 0
         try:
             for epoch in range(epochs):
                 for callback in callbacks:
@@ -355,6 +362,8 @@ class Sequential:
                 progress = EpochProgress(epoch, epochs, steps, verbose)
                 loss_total, correct_total, seen = 0.0, 0, 0
                 for step in range(steps):
+                    if ctrl_c.presses:
+                        raise KeyboardInterrupt
                     batch = order[step * batch_size:(step + 1) * batch_size]
                     try:
                         loss, correct = self.train_step(x[batch], y[batch])
@@ -376,11 +385,20 @@ class Sequential:
                 if any([callback.on_epoch_end(self, epoch, logs) for callback in callbacks
                         if hasattr(callback, "on_epoch_end")]):
                     break
+                if ctrl_c.presses and epoch + 1 < epochs:
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             history.interrupted = True
+            where = f"after epoch {len(history.epoch)}"
+            if progress is not None and len(history.epoch) == epoch:  # inside an epoch: close its bar
+                history.steps_done = (step, steps)
+                progress.close({"loss": loss_total / seen, "accuracy": correct_total / seen} if seen else {}, step)
+                where = f"in epoch {epoch + 1} after step {step}/{steps}"
             if verbose:
-                print(f"\nTraining interrupted during epoch {len(history.epoch) + 1}; the model keeps the weights "
-                      "of the last finished step.", flush=True)
+                print(f"Training stopped by Ctrl+C {where}; the model keeps the weights of the last finished step.",
+                      file=sys.stderr, flush=True)
+        finally:
+            ctrl_c.stop()
         return history
 
     def evaluate(self, x, y, batch_size=256, verbose=0):
@@ -452,9 +470,10 @@ class Sequential:
                 self.predict(np.zeros((images, *self.input_shape), dtype=self.dtype))
         return self
 
-    def save(self, path, include_optimizer=True):
-        """Save architecture, weights (and optimizer state) to one .npz file, atomically, without pickle."""
-        return serialization.save_model(self, path, include_optimizer=include_optimizer)
+    def save(self, path, include_optimizer=True, metadata=None):
+        """Save architecture, weights (and optimizer state) to one .npz file, atomically, without pickle.
+        ``metadata``: a JSON-able dict kept in the file (``load_model`` returns it as ``model.metadata``)."""
+        return serialization.save_model(self, path, include_optimizer=include_optimizer, metadata=metadata)
 
     def load_weights(self, path):
         """Load the weights of a saved model into this one (same architecture)."""
@@ -476,6 +495,7 @@ def load_model(path, dtype=None, engine=None):
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"{path}: the architecture record cannot be rebuilt: {error}") from None
     serialization.assign_weights(model, arrays, path)
+    model.metadata = architecture.get("metadata")
     saved_optimizer = architecture.get("optimizer")
     if saved_optimizer is not None and saved_optimizer.get("class") in OPTIMIZER_CLASSES:
         model.compile(optimizer=OPTIMIZER_CLASSES[saved_optimizer["class"]](**saved_optimizer["config"]),

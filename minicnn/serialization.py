@@ -7,6 +7,9 @@ Inside the file (a zip of .npy arrays, readable with ``np.load(path, allow_pickl
 * ``param_000``, ``param_001``, ...: the weights, in ``model.parameters()`` order (Keras layouts)
 * ``optimizer_<name>``: the optimizer's flat state arrays (Adam's m and v), if saved
 
+``save_model(..., metadata={...})`` stores a JSON-able dict (train.py: when and on which data the model was
+trained) under the architecture's "metadata" key; ``load_model`` hands it back as ``model.metadata``.
+
 Loading never executes code from the file: the JSON only names layer classes from a fixed list
 (``Sequential.from_config``; ``minicnn.load_model`` is in minicnn/model.py). This module knows the file format
 only: it never imports the model.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from minicnn.errors import ModelFileError
 FORMAT = "minicnn-model-1"
 
 
-def save_model(model, path, include_optimizer=True):
+def save_model(model, path, include_optimizer=True, metadata=None):
     if not model.built:
         model.build()
     path = Path(path)
@@ -42,6 +45,8 @@ def save_model(model, path, include_optimizer=True):
                                      "iterations": optimizer.iterations}
         for name, array in zip(optimizer.state_names, optimizer.state_arrays()):
             arrays[f"optimizer_{name}"] = array
+    if metadata is not None:
+        architecture["metadata"] = metadata
     arrays["format"] = np.array(FORMAT)
     arrays["architecture"] = np.array(json.dumps(architecture))
     write_npz_atomically(path, arrays)
@@ -49,10 +54,18 @@ def save_model(model, path, include_optimizer=True):
 
 
 def write_npz_atomically(path, arrays):
-    """np.savez into a temporary file in the same folder, flushed to disk, then renamed onto ``path``."""
+    """np.savez into a temporary file in the same folder, flushed to disk, then renamed onto ``path``.
+
+    The file gets the permissions of any new file (0666 minus the umask), not mkstemp's 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:
+        temporary = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(handle, "wb") as file:
             np.savez(file, **arrays)

@@ -137,18 +137,20 @@ def load_dataset(
     allow_sample: bool = True,
     mirrors: str | Sequence[str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    report_source: bool = True,
 ) -> LoadedDataset:
     """Load "mnist" or "fashion-mnist" and report where it came from (see the module docstring for the order).
 
     Raises DatasetError if a file is damaged or `data_dir`/$MINICNN_DATA is wrong, and DataNotFound if no
-    source has the data and there is no sample to fall back to.
+    source has the data and there is no sample to fall back to. `report_source=False` leaves out the verbose
+    line saying where the data came from (`.describe()`), for a program that prints it itself.
     """
     spec = get_spec(name)
     for attempt in (1, 2):
         try:
             files = locate_files(spec, data_dir, download=download, mirrors=mirrors, timeout=timeout, verbose=verbose)
         except DataNotFound as error:
-            return _fall_back_to_sample(spec, error, allow_sample=allow_sample, verbose=verbose)
+            return _fall_back_to_sample(spec, error, allow_sample=allow_sample, verbose=verbose and report_source)
         try:
             arrays = read_verified_files(spec, files.paths)
             break
@@ -168,7 +170,7 @@ def load_dataset(
         spec, arrays["train_images"], arrays["train_labels"], arrays["test_images"], arrays["test_labels"],
         source=files.source, location=files.directory,
     )
-    if verbose:
+    if verbose and report_source:
         print(f"mnist_loader: {dataset.describe()}", file=sys.stderr)
     return dataset
 

@@ -1,4 +1,5 @@
 """demo/predict_digit.py: your own image -> MNIST-style 28x28 -> prediction; odd images give clear errors."""
+import os
 import subprocess
 import sys
 
@@ -55,6 +56,7 @@ def test_predicts_paint_style_digits_from_the_command_line(mnist, tmp_path):
                              str(model_path), "--show", str(tmp_path / "seen.png")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"model: {model_path} (saved ")  # model.save keeps no training record
     predicted = [int(line.split(": ")[1].split()[0]) for line in result.stdout.splitlines() if ".png:" in line]
     assert len(predicted) == 20
     assert np.mean(np.array(predicted) == y_test[:20]) >= 0.8
@@ -65,3 +67,39 @@ def test_a_missing_model_file_is_explained(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "demo" / "predict_digit.py"), "x.png", "--model",
                              str(tmp_path / "none.npz")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no such model file" in result.stderr
+
+
+def run_demo_elsewhere(tmp_path, *arguments):
+    """The demo run from a folder that is not the repository, with the models folder in tmp_path/models."""
+    image = tmp_path / "digit.png"
+    pixels = np.full((60, 60), 255, np.uint8)
+    pixels[10:50, 27:33] = 0  # a "1"
+    Image.fromarray(pixels).save(image)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, str(REPO / "demo" / "predict_digit.py"), str(image), *arguments],
+                          capture_output=True, text=True, timeout=120, cwd=elsewhere,
+                          env=dict(os.environ, MINICNN_MODELS=str(tmp_path / "models")))
+
+
+def test_the_demo_loads_from_the_models_folder_and_says_which_model_and_when_trained(tmp_path):
+    import minicnn
+    from minicnn.serialization import save_model
+
+    record = {"trained_at": "2026-11-21T11:10:00+00:00", "data": "full MNIST from /data/mnist (cache)",
+              "training_images": 54000, "training": "6 epochs in 74.1 s, 12.3 s per epoch", "test_accuracy": 0.9914}
+    full = save_model(minicnn.default_cnn(seed=0), tmp_path / "models" / "mnist-default.npz", metadata=record)
+    sample = save_model(minicnn.default_cnn(seed=1), tmp_path / "models" / "mnist-default-sample.npz",
+                        metadata=dict(record, data="bundled MNIST sample (10,000 train / 2,000 test images)"))
+    result = run_demo_elsewhere(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        f"model: {full} (trained 2026-11-21 11:10 UTC on 54,000 images of full MNIST from /data/mnist (cache); "
+        "6 epochs in 74.1 s, 12.3 s per epoch; test accuracy 99.14%)")
+    full.unlink()  # only the sample-trained model left: the demo uses it, and says so
+    result = run_demo_elsewhere(tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith(f"model: {sample} (trained 2026-11-21 11:10 UTC on "
+                                                               "54,000 images of bundled MNIST sample")
+    result = run_demo_elsewhere(tmp_path, "--model", "seed")
+    assert result.returncode == 2 and "no trained model mnist-seed.npz in" in result.stderr
+    assert "`python train.py --model seed`" in result.stderr

@@ -1,6 +1,10 @@
 """Sequential: Keras habits (summary, fit, evaluate, predict, save/load), sanity rituals, clear errors."""
 import math
 import os
+import signal
+import struct
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -246,6 +250,91 @@ def test_ctrl_c_stops_fit_cleanly(monkeypatch):
     history = model.fit(x, y, epochs=3, batch_size=8, verbose=0)
     assert history.interrupted and history.epoch == [0]
     assert model.optimizer.iterations == 5
+
+
+def test_a_real_ctrl_c_stops_fit_between_steps_and_restores_the_handler():
+    """SIGINT sent to this very process in the middle of training: fit finishes the step it is in, stops, and
+    the previous SIGINT handler is back (no KeyboardInterrupt escapes, none is raised inside a kernel)."""
+    x, y = random_data(64)
+    model = tiny_model()
+    model.compile("adam")
+
+    class CtrlCInSecondEpoch:
+        def on_epoch_begin(self, model, epoch):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    history = model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[CtrlCInSecondEpoch()])
+    assert history.interrupted and history.epoch == [0] and history.steps_done == (0, 8)
+    assert model.optimizer.iterations == 8
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_ctrl_c_listener_counts_presses_and_respects_an_ignored_sigint():
+    from minicnn.history import CtrlC
+
+    outer = CtrlC().start()
+    try:
+        inner = CtrlC().start()  # fit inside a program that listens already: one listener, one count
+        assert inner is outer
+        os.kill(os.getpid(), signal.SIGINT)
+        inner.stop()
+        os.kill(os.getpid(), signal.SIGINT)  # still listening after the inner stop
+        assert outer.presses == 2
+    finally:
+        outer.stop()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for `nohup` or a background job
+    try:
+        ignoring = CtrlC().start()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert ignoring.presses == 0 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        ignoring.stop()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_progress_goes_to_stderr_as_one_line_per_epoch_off_a_terminal(capsys):
+    x, y = random_data(32)
+    model = tiny_model()
+    model.compile("adam")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=1, validation_split=0.25)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert [line[:12] for line in lines] == ["Epoch 1/2 - ", "Epoch 2/2 - "] and "\r" not in captured.err
+    assert all(" - val_accuracy: " in line for line in lines)
+
+
+def test_progress_is_a_bar_on_a_terminal(monkeypatch):
+    """stderr a real pseudo-terminal: the bar (redrawn with carriage returns) goes there."""
+    pty = pytest.importorskip("pty")
+    controller, terminal = pty.openpty()
+    fcntl, termios = pytest.importorskip("fcntl"), pytest.importorskip("termios")
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 rows, 100 columns
+    received = []
+    reader = threading.Thread(target=lambda: received.extend(iter(lambda: _read_or_nothing(controller), b"")))
+    reader.start()
+    with os.fdopen(terminal, "w") as stderr:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        x, y = random_data(32)
+        model = tiny_model()
+        model.compile("adam")
+        model.fit(x, y, epochs=2, batch_size=8, verbose=1)
+        stderr.flush()
+        monkeypatch.undo()
+    reader.join(timeout=10)
+    os.close(controller)
+    text = b"".join(received).decode()
+    assert "\r" in text and "Epoch 1/2" in text and "Epoch 2/2" in text and "4/4" in text
+
+
+def _read_or_nothing(fd):
+    try:
+        return os.read(fd, 4096)
+    except OSError:  # the terminal side was closed
+        return b""
 
 
 # ---------------------------------------------------------------- callbacks

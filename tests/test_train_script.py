@@ -1,27 +1,42 @@
-"""train.py, the main job: options, output, saved model, and (slow) the full default run's accuracy."""
+"""train.py, the main job: options, output, saved model, and (slow) the full default run's accuracy.
+
+(Ctrl+C, with real signals: tests/test_train_interrupt.py.)"""
+import os
 import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, shared_data_dir
+from conftest import REPO, closed_port_url, shared_data_dir
 
 import minicnn
 
 
-def run_train(*arguments, timeout=1800):
+def run_train(*arguments, timeout=1800, env=None, cwd=REPO):
     result = subprocess.run([sys.executable, str(REPO / "train.py"), *arguments], capture_output=True, text=True,
-                            timeout=timeout, cwd=REPO)
+                            timeout=timeout, cwd=cwd, env=env)
     return result
+
+
+def offline_env(tmp_path, **extra):
+    """No data anywhere and no download possible (mnist_loader then uses its bundled sample); models go to
+    tmp_path/models."""
+    env = {key: value for key, value in os.environ.items() if key != "MINICNN_DATA"}
+    env.update(MINICNN_CACHE=str(tmp_path / "cache"), MINICNN_MNIST_MIRRORS=closed_port_url(),
+               MINICNN_MODELS=str(tmp_path / "models"), **extra)
+    return env
 
 
 def test_help_explains_every_option():
     result = run_train("--help")
     assert result.returncode == 0
-    for option in ("--model", "--epochs", "--batch-size", "--lr", "--val-split", "--dataset", "--data-dir",
-                   "--seed", "--save", "--quiet"):
-        assert option in result.stdout
+    for option in ("--model", "--epochs", "--batch-size", "--lr", "--lr-decay", "--val-split", "--dataset",
+                   "--data-dir", "--seed", "--save", "--no-save", "--quiet", "--kernels", "--limit"):
+        assert re.search(rf"^  {option}\b.*\n?.*\w", result.stdout, re.MULTILINE), option  # listed, with a text
+    for topic in ("where models go:", "~/.local/share/minicnn/models", "-sample.npz", "Ctrl+C:",
+                  "-interrupted.npz", "exit status:", "130", "first run:", "stderr"):
+        assert topic in result.stdout
 
 
 def test_bad_options_are_refused_clearly():
@@ -39,12 +54,91 @@ def test_a_short_run_prints_the_report_and_saves_a_loadable_model(tmp_path):
                        str(shared_data_dir() / "mnist"), "--save", str(path))
     assert result.returncode == 0, result.stderr
     assert 'Model: "seed_cnn"' in result.stdout and "Total params: 81,066" in result.stdout
-    assert "data: full MNIST" in result.stdout
+    assert "for 1 epoch, batch 32" in result.stdout
     assert "confusion matrix" in result.stdout and "precision" in result.stdout
     accuracy = float(re.search(r"test accuracy: ([\d.]+)%", result.stdout).group(1))
     assert accuracy > 70  # measured: 85% after one epoch on 5,400 images
+    assert result.stdout.rstrip().splitlines()[-1] == f"saved the model to {path}"
     model = minicnn.load_model(path)
     assert model.predict(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)
+    record = model.metadata  # when and on what it was trained, for the demo to say
+    assert record["dataset"] == "mnist" and record["model"] == "seed" and record["sample"] is False
+    assert record["data"].startswith("full MNIST from") and record["training_images"] == 5400
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", record["trained_at"])
+    assert record["test_accuracy"] == pytest.approx(accuracy / 100, abs=5e-5) and record["epochs"] == 1
+
+
+def test_the_data_source_is_printed_once(tmp_path):
+    if not (shared_data_dir() / "mnist").is_dir():
+        pytest.skip("full MNIST not available")
+    result = run_train("--epochs", "1", "--limit", "500", "--no-save", "--data-dir", str(shared_data_dir()))
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert output.count("full MNIST from") == 1 and "data: full MNIST from" in result.stdout
+
+
+def test_results_go_to_stdout_and_progress_to_stderr_one_line_per_epoch(tmp_path):
+    """`python train.py > out.txt`: the file gets the results only; off a terminal, progress is one line per
+    epoch on stderr (no bar redrawn with carriage returns)."""
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        code = subprocess.run([sys.executable, str(REPO / "train.py"), "--epochs", "2", "--limit", "1000"],
+                              stdout=out, stderr=err, env=offline_env(tmp_path), timeout=600, cwd=tmp_path).returncode
+    stdout, stderr = (tmp_path / "out.txt").read_text(), (tmp_path / "err.txt").read_text()
+    assert code == 0, stderr
+    assert "\r" not in stdout + stderr and "Epoch" not in stdout and "it/s" not in stdout + stderr
+    assert "test accuracy:" in stdout and "confusion matrix" in stdout and "saved the model to" in stdout
+    epoch_lines = [line for line in stderr.splitlines() if line.startswith("Epoch ")]
+    assert [line[:10] for line in epoch_lines] == ["Epoch 1/2 ", "Epoch 2/2 "]
+    assert all(" - loss: " in line and " - val_accuracy: " in line for line in epoch_lines)
+
+
+def test_models_go_to_the_per_user_models_folder_whatever_the_working_folder(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = offline_env(tmp_path)
+    del env["MINICNN_MODELS"]
+    env["XDG_DATA_HOME"] = str(tmp_path / "data home")
+    result = run_train("--epochs", "1", "--limit", "500", "--quiet", env=env, cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    expected = tmp_path / "data home" / "minicnn" / "models" / "mnist-default-sample.npz"
+    assert expected.is_file() and f"saved the model to {expected}" in result.stdout
+    assert not (elsewhere / "models").exists()
+
+
+def test_a_run_on_the_sample_is_named_as_such_and_never_replaces_a_full_data_model(tmp_path):
+    env = offline_env(tmp_path)
+    full_model = tmp_path / "models" / "mnist-default.npz"
+    full_model.parent.mkdir()
+    full_model.write_bytes(b"a model trained on full MNIST")
+    result = run_train("--epochs", "1", "--limit", "500", env=env)
+    assert result.returncode == 0, result.stderr
+    assert full_model.read_bytes() == b"a model trained on full MNIST"
+    sample_model = tmp_path / "models" / "mnist-default-sample.npz"
+    last_line = result.stdout.rstrip().splitlines()[-1]
+    assert last_line.startswith(f"saved the model to {sample_model}") and "10,000-image sample" in last_line
+    assert "data: bundled MNIST sample" in result.stdout and "of the sample" in result.stdout
+    assert "warning: full MNIST not found" in result.stderr  # with how to get it
+    record = minicnn.load_model(sample_model).metadata
+    assert record["sample"] is True and record["data_source"] == "sample"
+    # --no-save: the last line (the accuracy) still says which data
+    result = run_train("--epochs", "1", "--limit", "500", "--no-save", "--quiet", env=env)
+    assert result.returncode == 0 and result.stdout.rstrip().splitlines()[-1].startswith("test accuracy:")
+    assert "of the sample" in result.stdout
+
+
+def test_the_first_run_says_it_compiles_the_kernels(tmp_path):
+    """An empty Numba cache (NUMBA_CACHE_DIR a new folder) is announced with an estimate and the time taken; the
+    next run, with the kernels cached, says nothing about compiling."""
+    env = offline_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "numba cache"))
+    first = run_train("--model", "mlp", "--epochs", "1", "--limit", "500", "--no-save", env=env)
+    assert first.returncode == 0, first.stderr
+    assert re.search(r"^compiling kernels, first run only \(about [\d.]+ s\)\.\.\. done in [\d.]+ s",
+                     first.stderr, re.MULTILINE), first.stderr
+    second = run_train("--model", "mlp", "--epochs", "1", "--limit", "500", "--no-save", env=env)
+    assert second.returncode == 0 and "compiling" not in second.stderr
+    numpy_twins = run_train("--model", "mlp", "--epochs", "1", "--limit", "500", "--no-save", "--kernels", "numpy",
+                            env=dict(env, NUMBA_CACHE_DIR=str(tmp_path / "another")))
+    assert numpy_twins.returncode == 0 and "compiling" not in numpy_twins.stderr
 
 
 @pytest.mark.slow
