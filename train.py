@@ -18,6 +18,8 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 DEFAULTS = {  # per model: epochs, batch size, learning rate, learning-rate decay per epoch
     "default": (6, 64, 1e-3, 0.6),  # measured: 99.14% on the MNIST test set (seed 0)
     "seed": (8, 32, 1e-3, 0.7),     # measured: 98.80%
