@@ -94,7 +94,7 @@ def test_one_ctrl_c_saves_at_once_then_evaluates_and_exits_130(tmp_path):
 
 def test_a_second_ctrl_c_skips_the_evaluation_and_loses_nothing(tmp_path):
     # On the NumPy twins the test set takes seconds to evaluate, so the second Ctrl+C surely lands in it.
-    run = TrainProcess(tmp_path, "--epochs", "5", "--limit", "1000", "--kernels", "numpy")
+    run = TrainProcess(tmp_path, "--epochs", "5", "--limit", "1000", "--engine", "twins")
     run.wait_for("Epoch 1/5")
     run.ctrl_c()
     run.wait_for("evaluating it on the test set")

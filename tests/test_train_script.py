@@ -32,7 +32,7 @@ def test_help_explains_every_option():
     result = run_train("--help")
     assert result.returncode == 0
     for option in ("--model", "--epochs", "--batch-size", "--lr", "--lr-decay", "--val-split", "--dataset",
-                   "--data-dir", "--seed", "--save", "--no-save", "--quiet", "--kernels", "--limit"):
+                   "--data-dir", "--seed", "--save", "--no-save", "--quiet", "--engine", "--limit"):
         assert re.search(rf"^  {option}\b.*\n?.*\w", result.stdout, re.MULTILINE), option  # listed, with a text
     for topic in ("where models go:", "~/.local/share/minicnn/models", "-sample.npz", "Ctrl+C:",
                   "-interrupted.npz", "exit status:", "130", "first run:", "stderr"):
@@ -136,7 +136,7 @@ def test_the_first_run_says_it_compiles_the_kernels(tmp_path):
                      first.stderr, re.MULTILINE), first.stderr
     second = run_train("--model", "mlp", "--epochs", "1", "--limit", "500", "--no-save", env=env)
     assert second.returncode == 0 and "compiling" not in second.stderr
-    numpy_twins = run_train("--model", "mlp", "--epochs", "1", "--limit", "500", "--no-save", "--kernels", "numpy",
+    numpy_twins = run_train("--model", "mlp", "--epochs", "1", "--limit", "500", "--no-save", "--engine", "reference",
                             env=dict(env, NUMBA_CACHE_DIR=str(tmp_path / "another")))
     assert numpy_twins.returncode == 0 and "compiling" not in numpy_twins.stderr
 
