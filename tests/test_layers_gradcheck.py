@@ -1,7 +1,8 @@
 """Float64 numerical gradient checks of every layer's input and parameter gradients, and of whole models.
 
 Relative error (see minicnn.gradcheck) must be below 1e-6; a correct layer lands near 1e-9.
-Layers are checked alone (their own NumPy functions), whole models on every engine.
+Layers are checked alone (their own NumPy functions), whole models on every engine. And the checker itself: a
+verdict per tensor, a pass on real MNIST images (full of kinks), a fail on a broken backward pass, also at a kink.
 """
 import numpy as np
 import pytest
@@ -36,6 +37,7 @@ def test_layer_gradients(make_layer, input_shape):
     results = check_layer(make_layer(), input_shape, batch_size=3, seed=1, verbose=False)
     for result in results:
         assert result.relative_error < TOLERANCE, str(result)
+    assert results.passed, str(results)
 
 
 def small_model(engine="fast"):
@@ -61,13 +63,14 @@ def test_seed_cnn_gradients_sampled():
     """The real seed CNN, copied to float64, on two MNIST-sized inputs; 30 random entries per tensor.
 
     A first-layer bias feeds 2 x 26 x 26 ReLUs and max-pool decisions: a step of 1e-6 pushes a few of them
-    across their kink (seen: 2e-3 error on conv2d.bias), a step of 1e-7 does not (4e-8)."""
+    across their kink (which gave 2e-3 error on conv2d.bias before the checker skipped such steps)."""
     model = minicnn.seed_cnn(seed=5)
     rng = np.random.default_rng(1)
     x = rng.random((2, 28, 28, 1))
-    results = check_model(model, x, np.array([3, 7]), max_entries=30, epsilon=1e-7, verbose=False)
+    results = check_model(model, x, np.array([3, 7]), max_entries=30, verbose=False)
     for result in results:
         assert result.relative_error < TOLERANCE, str(result)
+    assert results.passed
 
 
 def test_one_hot_labels_give_the_same_gradients_as_integer_labels():
@@ -97,6 +100,67 @@ def test_gradient_checker_catches_a_broken_backward_pass(monkeypatch):
     results = check_layer(Dense(4), (5,), verbose=False)
     kernel = next(r for r in results if r.name == "kernel")
     assert kernel.relative_error > 1e-3
+    assert not kernel.passed and not results.passed
+    assert str(kernel).startswith("FAIL") and "1 of 3 tensors FAIL: kernel" in results.summary()
+
+
+class ReLUWithGradientAtZero(ReLU):
+    """A classic bug: the mask y >= 0 lets the gradient through where the input was exactly 0. (Not the class
+    ReLU, so the engine runs its backward as written instead of a fused kernel.)"""
+
+    def backward(self, dy, cache, grads, need_input_grad=True):
+        return dy * (cache >= 0)
+
+
+def test_the_report_gives_a_verdict_per_tensor_and_a_summary(capsys):
+    report = check_layer(Dense(3), (4,))
+    printed = capsys.readouterr().out.splitlines()
+    assert report.passed and all(result.passed for result in report)
+    assert printed[0].startswith("gradient check of Dense")
+    assert [line.split()[:2] for line in printed[1:4]] == [["PASS", "input"], ["PASS", "kernel"], ["PASS", "bias"]]
+    assert all("< 1e-06" in line for line in printed[1:4])
+    largest = max(result.relative_error for result in report)
+    assert printed[4] == f"all 3 tensors pass (largest relative error {largest:.1e} < 1e-06)"
+
+
+def test_steps_across_a_kink_are_taken_from_the_side_backprop_chose():
+    """ReLU inputs of exactly 0: a central difference would give 1/2 (half on, half off); from the side where the
+    unit stays off it gives 0, as backprop does (the derivative at 0 is 0). The broken ReLU fails there."""
+    x = np.array([[0.0, 1.5, 0.0, -2.0, 0.0, 0.7]])
+    report = check_layer(ReLU(), (6,), x=x, verbose=False)
+    assert report.passed and report[0].entries_one_sided == 3 and report[0].entries_checked == 6
+    broken = check_layer(ReLUWithGradientAtZero(), (6,), x=x, verbose=False)
+    assert not broken.passed and broken[0].relative_error > 0.1
+
+
+def two_conv_model(relu=ReLU):
+    """The README's model, smaller: an untrained float64 CNN (zero biases: black backgrounds give ReLU inputs
+    of exactly 0 and tied pooling windows everywhere)."""
+    layers = [Conv2D(8, 3), relu(), MaxPool2D(2), Conv2D(8, 3, activation="relu"), MaxPool2D(2), Flatten(),
+              Dense(16, activation="relu"), Dense(10, activation="softmax")]
+    return minicnn.Sequential(layers, input_shape=(28, 28, 1), dtype="float64", seed=0)
+
+
+def test_a_correct_model_passes_on_real_mnist_images(mnist):
+    """Real digits, before and after some training; the README's check_model(model, x_test[:4], y_test[:4])."""
+    (x_train, y_train), (x_test, y_test) = mnist
+    model = two_conv_model()
+    untrained = check_model(model, x_test[:4], y_test[:4], max_entries=20, verbose=False)
+    assert untrained.passed, str(untrained)
+    assert sum(result.entries_one_sided + result.entries_skipped for result in untrained) > 0  # kinks were met
+    model.compile(minicnn.optimizers.Adam(3e-3)).fit(x_train[:4000], y_train[:4000], epochs=1, batch_size=32,
+                                                      verbose=0)
+    assert model.evaluate(x_test[:4], y_test[:4])[0] < 0.1  # confident: a small loss to take differences of
+    trained = check_model(model, x_test[:4], y_test[:4], max_entries=20, verbose=False)
+    assert trained.passed, str(trained)
+
+
+def test_a_broken_backward_pass_fails_on_real_mnist_images(mnist):
+    _, (x_test, y_test) = mnist
+    report = check_model(two_conv_model(relu=ReLUWithGradientAtZero), x_test[:4], y_test[:4], max_entries=20,
+                         verbose=False)
+    assert not report.passed
+    assert not next(result for result in report if result.name == "conv2d.bias").passed
 
 
 def test_maxpool_ties_route_the_gradient_to_the_first_maximum():
