@@ -63,12 +63,14 @@ class EpochProgress:
             self.bar.update(1)
 
     def close(self, logs, steps_done=None):
-        """End the epoch's bar or print its line; ``steps_done`` (fewer than all) marks an interrupted epoch."""
+        """End the epoch's bar or print its line; ``steps_done`` (fewer than all) marks an interrupted epoch (one
+        stopped before its first step leaves no trace)."""
         seconds = time.perf_counter() - self.started
         if self.bar is not None:
+            self.bar.leave = steps_done != 0
             self.bar.set_postfix_str(format_logs(logs), refresh=True)
             self.bar.close()
-        elif self.verbose == 2:
+        elif self.verbose == 2 and steps_done != 0:
             stopped = f" - stopped after step {steps_done}/{self.steps}" if steps_done is not None else ""
             print(f"{self.title}{stopped} - {seconds:.1f}s - {format_logs(logs)}", file=sys.stderr, flush=True)
         return seconds

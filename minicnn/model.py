@@ -391,9 +391,10 @@ class Sequential:
             history.interrupted = True
             where = f"after epoch {len(history.epoch)}"
             if progress is not None and len(history.epoch) == epoch:  # inside an epoch: close its bar
-                history.steps_done = (step, steps)
                 progress.close({"loss": loss_total / seen, "accuracy": correct_total / seen} if seen else {}, step)
-                where = f"in epoch {epoch + 1} after step {step}/{steps}"
+                if step:
+                    history.steps_done = (step, steps)
+                    where = f"in epoch {epoch + 1} after step {step}/{steps}"
             if verbose:
                 print(f"Training stopped by Ctrl+C {where}; the model keeps the weights of the last finished step.",
                       file=sys.stderr, flush=True)
