@@ -258,9 +258,9 @@ def mean_cross_entropy(logits, labels):
 
 def _model_internals(model, x, y):
     """x and y as the model prepares them, and the layers that compute the logits (all but a final Softmax,
-    which the loss includes). The only place that uses the model's private methods."""
-    x = model._prepare_inputs(x).copy()
-    return x, model._prepare_labels(y, len(x)), model._logit_layers()
+    which the loss includes)."""
+    x = model.prepare_inputs(x).copy()
+    return x, model.prepare_labels(y, len(x)), model.logit_layers()
 
 
 def check_model(model, x, y, seed=0, epsilon=1e-6, max_entries=50, verbose=True, tolerance=TOLERANCE):

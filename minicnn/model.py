@@ -242,8 +242,9 @@ class Sequential:
             self.optimizer.build(self.flat_params)
         return self
 
-    def _prepare_inputs(self, x):
-        """Check x against the model's input shape and return a C-contiguous array of the model's dtype."""
+    def prepare_inputs(self, x):
+        """x checked against the model's input shape, as a C-contiguous array of the model's dtype (what
+        fit/evaluate/predict do first; a grayscale batch without a channel axis gets one)."""
         x = np.asarray(x)
         if not self.built:
             if self.input_shape is None and x.ndim >= 2:
@@ -257,7 +258,8 @@ class Sequential:
                              f"got {x.shape}")
         return np.ascontiguousarray(x, dtype=self.dtype)
 
-    def _prepare_labels(self, y, count):
+    def prepare_labels(self, y, count):
+        """y checked against the model's classes: int64 (N,) class indices, or (N, K) one-hot rows."""
         y = np.asarray(y)
         classes = self.num_classes
         if len(y) != count:
@@ -276,7 +278,7 @@ class Sequential:
                              f"from {y.min()} to {y.max()}")
         return y.astype(np.int64)
 
-    def _logit_layers(self):
+    def logit_layers(self):
         """The layers that produce logits: all but a final Softmax (fused into the loss)."""
         return self.layers[:-1] if self.ends_with_softmax else self.layers
 
@@ -286,7 +288,7 @@ class Sequential:
 
     def activations(self, x):
         """[(layer name, output)] for every layer, for a batch x: what each layer computed (feature maps)."""
-        x = self._prepare_inputs(x)
+        x = self.prepare_inputs(x)
         outputs = []
         for layer in self.layers:
             x, _ = layer.forward(x, False)
@@ -330,8 +332,8 @@ class Sequential:
         """
         if self.optimizer is None:
             self.compile()
-        x = self._prepare_inputs(x)
-        y = self._prepare_labels(y, len(x))
+        x = self.prepare_inputs(x)
+        y = self.prepare_labels(y, len(x))
         if validation_data is None and validation_split:
             if not 0 < validation_split < 1:
                 raise ValueError(f"validation_split must be between 0 and 1, got {validation_split}")
@@ -339,8 +341,8 @@ class Sequential:
             validation_data = (x[split:], y[split:])
             x, y = x[:split], y[:split]
         if validation_data is not None:
-            x_val = self._prepare_inputs(validation_data[0])
-            y_val = self._prepare_labels(validation_data[1], len(x_val))
+            x_val = self.prepare_inputs(validation_data[0])
+            y_val = self.prepare_labels(validation_data[1], len(x_val))
         if len(x) == 0:
             raise ValueError("no training samples left (check validation_split)")
         if batch_size < 1:
@@ -404,8 +406,8 @@ class Sequential:
 
     def evaluate(self, x, y, batch_size=256, verbose=0):
         """(mean loss, accuracy) on x, y."""
-        x = self._prepare_inputs(x)
-        y = self._prepare_labels(y, len(x))
+        x = self.prepare_inputs(x)
+        y = self.prepare_labels(y, len(x))
         loss_total, correct = 0.0, 0
         for start in range(0, len(x), batch_size):
             logits = self._engine.outputs(x[start:start + batch_size], logits_only=True)
@@ -420,7 +422,7 @@ class Sequential:
 
     def predict(self, x, batch_size=256, verbose=0):
         """The model's outputs for x, computed batch by batch (probabilities if the model ends in Softmax)."""
-        x = self._prepare_inputs(x)
+        x = self.prepare_inputs(x)
         outputs = [self.forward(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
         if not outputs:
             return np.zeros((0, *self.output_shape), dtype=self.dtype)
