@@ -1,7 +1,7 @@
 """minicnn's benchmark: training and inference speed, start-up time and memory against PyTorch and Keras.
 
     python benchmarks/run.py            # full run, about 10-15 minutes on 2 cores
-    python benchmarks/run.py --quick    # under 2 minutes: seed CNN only, fewer rounds and contenders
+    python benchmarks/run.py --quick    # about a minute: seed CNN only, fewer rounds and contenders
 
 Every contender runs in its own long-lived worker process (benchmarks/workers/*.py, JSON over stdin/stdout):
 minicnn with its Numba kernels, minicnn with its NumPy twins, PyTorch eager (NCHW and channels_last) and Keras 3
@@ -60,7 +60,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Benchmark minicnn against PyTorch eager and Keras 3; results go to "
                                                  "benchmarks/results/ (see benchmarks/README.md).")
     parser.add_argument("--quick", action="store_true",
-                        help="under 2 minutes: seed CNN only; minicnn (both kernel sets), PyTorch NCHW and Keras/TF "
+                        help="about a minute: seed CNN only; minicnn (both kernel sets), PyTorch NCHW and Keras/TF "
                              "(skips PyTorch channels_last and Keras/JAX); 3 rounds of 0.2 s; fresh-process start-up "
                              "(1 round, no first-train-step timing) and peak memory for minicnn (Numba) only, and for "
                              "peers only if --only names them")
