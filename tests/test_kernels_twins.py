@@ -66,7 +66,8 @@ def test_maxpool_forward_and_backward(shape, dtype, with_ties):
     dy = rng.standard_normal(y_reference.shape).astype(dtype)
     dx_reference = pooling.maxpool_backward_numpy(dy, arg_reference, np.zeros_like(x), ph, pw, sh, sw)
     dx_fast = pooling.maxpool_backward_numba(dy, arg_fast, np.zeros_like(x), ph, pw, sh, sw)
-    np.testing.assert_allclose(dx_fast, dx_reference, rtol=1e-6)
+    np.testing.assert_allclose(dx_fast, dx_reference, rtol=1e-6,  # overlapping windows add in another order
+                               atol=1e-6 if dtype == np.float32 else 1e-14)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
