@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minicnn
-from conftest import REPO, shared_data_dir
+from conftest import REPO, real_data_dir
 
 
 def run_train(*arguments, timeout=1800):
@@ -32,11 +32,9 @@ def test_bad_options_are_refused_clearly():
 
 
 def test_a_short_run_prints_the_report_and_saves_a_loadable_model(tmp_path):
-    if not (shared_data_dir() / "mnist").is_dir():
-        pytest.skip("full MNIST not available")
     path = tmp_path / "seed.npz"
     result = run_train("--model", "seed", "--epochs", "1", "--limit", "6000", "--data-dir",
-                       str(shared_data_dir() / "mnist"), "--save", str(path))
+                       str(real_data_dir("mnist")), "--save", str(path))
     assert result.returncode == 0, result.stderr
     assert 'Model: "seed_cnn"' in result.stdout and "Total params: 81,066" in result.stdout
     assert "data: full MNIST" in result.stdout
