@@ -8,6 +8,8 @@ from minicnn import execution
 from minicnn.execution import ConvStep, DenseStep, LayerStep
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 
+pytestmark = pytest.mark.twins  # .ci/run runs these again under each OPENBLAS_CORETYPE
+
 
 def small_model(dtype, **settings):
     """Odd sizes, stride 2, "same" padding, overlapping pools, a conv without ReLU (by Winograd), a lone ReLU and

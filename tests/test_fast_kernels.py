@@ -8,6 +8,8 @@ from minicnn.kernels import im2col as im2col_module
 from minicnn.kernels import optim
 from minicnn.layers.base import window_output_size
 
+pytestmark = pytest.mark.twins  # .ci/run runs these again under each OPENBLAS_CORETYPE
+
 DTYPES = [np.float32, np.float64]
 
 CONVS = [  # (N, H, W, C, KH, KW, SH, SW, padding)

@@ -34,6 +34,8 @@ from minicnn.interop import to_keras
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
 from minicnn.optimizers import Adam
 
+pytestmark = pytest.mark.parity  # .ci/run runs these again under each OPENBLAS_CORETYPE
+
 # Tolerances on scaled_error, per dtype and per quantity (see docs/keras-parity.md for the reasons).
 TOLERANCES = {
     "float64": {"forward": 1e-13, "loss": 1e-13, "grad": 1e-12, "adam": 1e-14, "adam_update": 1e-12,

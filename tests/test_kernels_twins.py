@@ -5,6 +5,8 @@ import pytest
 from minicnn.kernels import im2col as im2col_module
 from minicnn.kernels import optim, pooling, relu, softmax_xent
 
+pytestmark = pytest.mark.twins  # .ci/run runs these again under each OPENBLAS_CORETYPE
+
 SHAPES = [  # (N, H, W, C, KH, KW, SH, SW)
     (2, 5, 5, 1, 3, 3, 1, 1),
     (3, 7, 6, 3, 3, 2, 2, 1),
