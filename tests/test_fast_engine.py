@@ -8,6 +8,8 @@ import minicnn
 from minicnn.fast import parallel, plan
 from minicnn.fast.engine import NUMBA_KERNELS, NUMPY_TWINS, FastEngine
 from minicnn.fast.parallel import Workspace
+
+pytestmark = pytest.mark.twins  # .ci/run runs these again under each OPENBLAS_CORETYPE
 from minicnn.fast.plan import ConvStep, DenseStep, KernelStep, LayerStep, build_steps, choose_conv_algorithm
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from minicnn.layers.conv2d import conv2d_backward, conv2d_forward
@@ -154,10 +156,12 @@ def test_fast_engine_equals_reference_engine(name, dtype, winograd_min_tiles, mo
     for _ in range(3):
         assert fast.train_step(x, y)[0] == pytest.approx(plain.train_step(x, y)[0], rel=1e-5)
     # Adam divides by sqrt(v): where a gradient is tiny, float32 rounding moves a weight by a visible fraction
-    # of its step (here 3 steps of at most 0.01). Allow 0.1% of that.
-    step_tolerance = {"rtol": 0, "atol": 3e-5} if dtype == "float32" else tol
+    # of its step (here 3 steps of at most 0.01; measured up to 2.5e-4 over 20 input seeds). Allow 1e-3.
+    step_tolerance = {"rtol": 0, "atol": 1e-3} if dtype == "float32" else tol
     np.testing.assert_allclose(fast.flat_params, plain.flat_params, **step_tolerance)
-    np.testing.assert_allclose(fast.optimizer.v, plain.optimizer.v, rtol=1e-3, atol=1e-12)
+    # (v of a nearly dead filter, 1e-8, moves by 1.5% when those weight differences flip one of its ReLUs: an
+    # absolute tolerance at the scale of v, as for the gradients above)
+    np.testing.assert_allclose(fast.optimizer.v, plain.optimizer.v, rtol=1e-3, atol=1e-3 * plain.optimizer.v.max())
     assert fast.evaluate(x, y) == pytest.approx(plain.evaluate(x, y), rel=1e-5)
 
 
@@ -181,7 +185,10 @@ def test_one_thread_equals_two(name, dtype, engine):
         loss_one, correct_one = one.train_step(x, y)
         loss_two, correct_two = two.train_step(x, y)
         assert loss_two == pytest.approx(loss_one, rel=1e-6) and correct_two == correct_one
-    np.testing.assert_allclose(two.flat_params, one.flat_params, **tolerance(dtype))
+    # float32: split batches round differently, which can flip a near-tied ReLU or pool decision and Adam then
+    # moves a few weights apart (seen: 4.3e-5 after 3 steps of at most 1e-3, another input seed, Haswell kernels)
+    step_tolerance = {"rtol": 0, "atol": 2e-4} if dtype == "float32" else tolerance(dtype)
+    np.testing.assert_allclose(two.flat_params, one.flat_params, **step_tolerance)
     np.testing.assert_allclose(two.predict(x), one.predict(x), **tolerance(dtype))
 
 

@@ -18,6 +18,8 @@ from minicnn.errors import MiniCNNError, ModelFileError
 from minicnn.interop import InteropWarning, UnsupportedLayerError, from_keras, load_keras_model, to_keras
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
 
+pytestmark = pytest.mark.parity  # .ci/run runs these again under each OPENBLAS_CORETYPE
+
 FLOAT32_PREDICTIONS = 5e-6  # scaled error of float32 predictions (docs/keras-parity.md)
 
 

@@ -1,7 +1,8 @@
 """Keras parity: the same model gives the same numbers in minicnn and in Keras 3 (JAX backend), the reference.
 
 For every layer (several configurations each: stride 2 with 'same' padding, asymmetric padding, max-pooling on
-odd sizes and on ties ...) and for the seed CNN, in float64 and float32:
+odd sizes and on exact ties ...) and for the seed CNN (on tie-free images: keras_reference.tie_free_digits), in
+float64 and float32:
 
 * the layer alone: output, and the vector-Jacobian product (input and parameter gradients of sum(R * y));
 * the layer inside a small model (layer + Flatten + Dense): outputs, loss, gradient of the mean loss with respect
@@ -25,12 +26,14 @@ import os
 import jax.numpy as jnp  # after keras_reference, which skips this module when JAX is missing
 import numpy as np
 import pytest
-from keras_reference import digit_like_input, jax, keras, scaled_error, x64_enabled
+from keras_reference import digit_like_input, jax, keras, scaled_error, tie_free_digits, x64_enabled
 
 import minicnn
 from minicnn.interop import to_keras
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
 from minicnn.optimizers import Adam
+
+pytestmark = pytest.mark.parity  # .ci/run runs these again under each OPENBLAS_CORETYPE
 
 # Tolerances on scaled_error, per dtype and per quantity (see docs/keras-parity.md for the reasons).
 TOLERANCES = {
@@ -363,11 +366,12 @@ ENGINES = ["fast", "reference", "twins"]
 @pytest.mark.parametrize("engine", ENGINES)
 def test_seed_cnn_loss_and_gradients(engine, dtype):
     """Forward, loss (against Keras's from_logits=False on probabilities and from_logits=True on logits) and every
-    gradient, on digit-like images full of exact ties (black background, saturated strokes); through minicnn's
-    fast engine, the reference engine, and the fast plan on NumPy twins."""
+    gradient, on tie-free digit-like images (no ReLU input or max-pool window within float32 rounding of a flip,
+    so the gradient takes the same route on every BLAS; ties are tested where they are exact, in the layer cases);
+    on minicnn's fast engine, the reference engine, and the fast plan on NumPy twins."""
     rng = np.random.default_rng(6)
     model = seed_model(dtype, engine)
-    x = digit_like_input(rng, SEED_BATCH)
+    x = tie_free_digits(model, rng, SEED_BATCH)
     compare_loss_and_gradients(model, x, rng.integers(0, 10, SEED_BATCH), dtype)
 
 
@@ -375,12 +379,16 @@ def test_seed_cnn_loss_and_gradients(engine, dtype):
 def test_seed_cnn_adam_step(engine, dtype):
     rng = np.random.default_rng(7)
     model = seed_model(dtype, engine)
-    compare_adam_step(model, digit_like_input(rng, SEED_BATCH), rng.integers(0, 10, SEED_BATCH), dtype,
+    compare_adam_step(model, tie_free_digits(model, rng, SEED_BATCH), rng.integers(0, 10, SEED_BATCH), dtype,
                       learning_rate=1e-3)
 
 
 @pytest.mark.parametrize("engine", ["fast", "reference"])
 def test_seed_cnn_training(engine, dtype):
+    """On digit-like images with exact ties: their tied windows see identical image content (black background,
+    saturated strokes), so whichever of them rounding makes win, the parameter gradients are the same. (Tie-free
+    images would not help here: with every pixel distinct, 20 steps move many more decisions across their
+    thresholds, each a chance for float32 rounding to flip one differently; measured: 5e-4 on conv2d's kernel.)"""
     rng = np.random.default_rng(8)
     model = seed_model(dtype, engine)
     batches = [(digit_like_input(rng, SEED_BATCH), rng.integers(0, 10, SEED_BATCH)) for _ in range(4)]

@@ -7,6 +7,8 @@ import pytest
 from minicnn.kernels import optim, pooling, relu, softmax_xent
 from minicnn.kernels.jit import KernelTable, LazyKernel, all_kernels
 
+pytestmark = pytest.mark.twins  # .ci/run runs these again under each OPENBLAS_CORETYPE
+
 SHAPES = [  # (N, H, W, C, KH, KW, SH, SW)
     (2, 5, 5, 1, 3, 3, 1, 1),
     (3, 7, 6, 3, 3, 2, 2, 1),
@@ -62,7 +64,8 @@ def test_maxpool_forward_and_backward(shape, dtype, with_ties):
     dy = rng.standard_normal(y_reference.shape).astype(dtype)
     dx_reference = pooling.maxpool_backward_add_into_numpy(dy, arg_reference, np.zeros_like(x), ph, pw, sh, sw)
     dx_fast = pooling.maxpool_backward_add_into_numba(dy, arg_fast, np.zeros_like(x), ph, pw, sh, sw)
-    np.testing.assert_allclose(dx_fast, dx_reference, rtol=1e-6)
+    np.testing.assert_allclose(dx_fast, dx_reference, rtol=1e-6,  # overlapping windows add in another order
+                               atol=1e-6 if dtype == np.float32 else 1e-14)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

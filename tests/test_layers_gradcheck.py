@@ -11,6 +11,8 @@ import minicnn
 from minicnn.gradcheck import check_layer, check_model
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
 
+pytestmark = pytest.mark.gradcheck  # .ci/run runs these again under each OPENBLAS_CORETYPE
+
 TOLERANCE = 1e-6
 
 LAYER_CASES = [

@@ -1,14 +1,13 @@
 """Tests of mnist_loader: the IDX reader, the checks on every file, where data comes from, the offline
 sample, the helpers and the command line. Downloads are tested in test_mnist_loader_download.py.
 
-The full data sets are found through $MINICNN_DATA if set, else in shared/data beside the repository.
-Damaged files are made from the real ones, in tmp_path.
+The full data sets are found as conftest.py finds them (where the loader would, or in shared/data beside the
+repository). Damaged files are made from the real ones, in tmp_path.
 """
 
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import closed_port_url
+from conftest import closed_port_url, real_data_dir
 
 import mnist_loader
 from mnist_loader import (
@@ -42,31 +41,22 @@ from mnist_loader.catalog import MNIST
 from mnist_loader.locations import cache_root
 
 REPO = Path(__file__).resolve().parents[1]
-_ENV_DATA = os.environ.get("MINICNN_DATA")
-SHARED_DATA = Path(_ENV_DATA).resolve() if _ENV_DATA else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 FILENAMES = [file_spec.filename for file_spec in MNIST.files]
 
 
-def _dataset_dir(name: str) -> Path:
-    directory = SHARED_DATA / name
-    if not all((directory / filename).is_file() for filename in FILENAMES):
-        pytest.skip(f"full {name} files not found in {directory} (set MINICNN_DATA to the directory holding {name}/)")
-    return directory
-
-
 @pytest.fixture
 def mnist_dir() -> Path:
     """The directory with the four real MNIST .gz files."""
-    return _dataset_dir("mnist")
+    return real_data_dir("mnist", gzipped=True)
 
 
 @pytest.fixture
 def fashion_dir() -> Path:
     """The directory with the four real Fashion-MNIST .gz files."""
-    return _dataset_dir("fashion-mnist")
+    return real_data_dir("fashion-mnist", gzipped=True)
 
 
 

@@ -10,7 +10,6 @@ put three of the four files in the cache first, so only the small label file is 
 from __future__ import annotations
 
 import gzip
-import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,14 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import closed_port_url
+from conftest import closed_port_url, real_data_dir
 
 from mnist_loader import DataNotFound, DatasetError, load_dataset, locate_files
 from mnist_loader.__main__ import main as cli_main
 from mnist_loader.catalog import MNIST
 
-_ENV_DATA = os.environ.get("MINICNN_DATA")
-SHARED_DATA = Path(_ENV_DATA).resolve() if _ENV_DATA else Path(__file__).resolve().parents[2] / "shared" / "data"
 FILENAMES = [file_spec.filename for file_spec in MNIST.files]
 LABELS = "t10k-labels-idx1-ubyte.gz"
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -34,9 +31,7 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 @pytest.fixture(scope="module")
 def real_files() -> dict[str, bytes]:
     """The bytes of the four real MNIST .gz files."""
-    directory = SHARED_DATA / "mnist"
-    if not all((directory / filename).is_file() for filename in FILENAMES):
-        pytest.skip(f"full MNIST files not found in {directory} (set MINICNN_DATA to the directory holding mnist/)")
+    directory = real_data_dir("mnist", gzipped=True)
     return {filename: (directory / filename).read_bytes() for filename in FILENAMES}
 
 

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, closed_port_url, shared_data_dir
+from conftest import REPO, closed_port_url, real_data_dir, shared_data_dir
 
 import minicnn
 
@@ -47,11 +47,9 @@ def test_bad_options_are_refused_clearly():
 
 
 def test_a_short_run_prints_the_report_and_saves_a_loadable_model(tmp_path):
-    if not (shared_data_dir() / "mnist").is_dir():
-        pytest.skip("full MNIST not available")
     path = tmp_path / "seed.npz"
     result = run_train("--model", "seed", "--epochs", "1", "--limit", "6000", "--data-dir",
-                       str(shared_data_dir() / "mnist"), "--save", str(path))
+                       str(real_data_dir("mnist")), "--save", str(path))
     assert result.returncode == 0, result.stderr
     assert 'Model: "seed_cnn"' in result.stdout and "Total params: 81,066" in result.stdout
     assert "for 1 epoch, batch 32" in result.stdout
