@@ -8,14 +8,14 @@ import minicnn
 from minicnn.fast import parallel, plan
 from minicnn.fast.engine import NUMBA_KERNELS, NUMPY_TWINS, FastEngine
 from minicnn.fast.parallel import Workspace
-
-pytestmark = pytest.mark.twins  # .ci/run runs these again under each OPENBLAS_CORETYPE
 from minicnn.fast.plan import ConvStep, DenseStep, KernelStep, LayerStep, build_steps, choose_conv_algorithm
 from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from minicnn.layers.conv2d import conv2d_backward, conv2d_forward
 from minicnn.layers.dense import dense_backward, dense_forward
 from minicnn.layers.maxpool2d import maxpool2d_backward, maxpool2d_forward
 from minicnn.layers.relu import relu_backward, relu_forward
+
+pytestmark = pytest.mark.twins  # .ci/run runs these again under each OPENBLAS_CORETYPE
 
 
 def small_model(dtype, **settings):

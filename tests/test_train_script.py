@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, closed_port_url, real_data_dir, shared_data_dir
+from conftest import REPO, closed_port_url, real_data_dir
 
 import minicnn
 
@@ -67,9 +67,7 @@ def test_a_short_run_prints_the_report_and_saves_a_loadable_model(tmp_path):
 
 
 def test_the_data_source_is_printed_once(tmp_path):
-    if not (shared_data_dir() / "mnist").is_dir():
-        pytest.skip("full MNIST not available")
-    result = run_train("--epochs", "1", "--limit", "500", "--no-save", "--data-dir", str(shared_data_dir()))
+    result = run_train("--epochs", "1", "--limit", "500", "--no-save", "--data-dir", str(real_data_dir("mnist")))
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert output.count("full MNIST from") == 1 and "data: full MNIST from" in result.stdout
