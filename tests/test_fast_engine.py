@@ -155,13 +155,18 @@ def test_fast_engine_equals_reference_engine(name, dtype, winograd_min_tiles, mo
         model.compile(minicnn.optimizers.Adam(1e-2))
     for _ in range(3):
         assert fast.train_step(x, y)[0] == pytest.approx(plain.train_step(x, y)[0], rel=1e-5)
-    # Adam divides by sqrt(v): where a gradient is tiny, float32 rounding moves a weight by a visible fraction
-    # of its step (here 3 steps of at most 0.01; measured up to 2.5e-4 over 20 input seeds). Allow 1e-3.
-    step_tolerance = {"rtol": 0, "atol": 1e-3} if dtype == "float32" else tol
-    np.testing.assert_allclose(fast.flat_params, plain.flat_params, **step_tolerance)
+    if dtype == "float32":
+        # Adam divides by sqrt(v): where a gradient is float32 rounding noise, or a near-tied pool decision flips
+        # (1 of 40 seeds x kernel choices), a weight's step can differ by up to the whole step, 0.01, each side,
+        # every step. So: 99% of the weights within 1e-4, every weight within 2 x 3 steps x 0.01.
+        difference = np.abs(fast.flat_params - plain.flat_params)
+        assert np.percentile(difference, 99) <= 1e-4 and difference.max() <= 2 * 3 * 1e-2
+    else:
+        np.testing.assert_allclose(fast.flat_params, plain.flat_params, **tol)
     # (v of a nearly dead filter, 1e-8, moves by 1.5% when those weight differences flip one of its ReLUs: an
     # absolute tolerance at the scale of v, as for the gradients above)
-    np.testing.assert_allclose(fast.optimizer.v, plain.optimizer.v, rtol=1e-3, atol=1e-3 * plain.optimizer.v.max())
+    v_tolerance = 1e-3 * plain.optimizer.v.max() if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(fast.optimizer.v, plain.optimizer.v, rtol=1e-3, atol=v_tolerance)
     assert fast.evaluate(x, y) == pytest.approx(plain.evaluate(x, y), rel=1e-5)
 
 
