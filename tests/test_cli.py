@@ -1,0 +1,38 @@
+"""The ``minicnn`` command line: installed as a console script, also ``python -m minicnn``."""
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from minicnn.cli import main
+from minicnn.commands import COMMANDS
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    output = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in output
+
+
+def test_no_subcommand_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "SUBCOMMAND" in capsys.readouterr().out
+
+
+def test_info_names_the_engines_and_the_models_folder(capsys):
+    assert main(["info"]) == 0
+    output = capsys.readouterr().out
+    assert "engines: fast, reference, twins" in output and "models folder:" in output
+
+
+def test_the_console_script_and_python_dash_m_run():
+    command = shutil.which("minicnn")
+    if command is None:
+        pytest.skip("the console script is not installed: pip install -e .")
+    for argv in ([command, "--help"], [sys.executable, "-m", "minicnn", "--help"]):
+        completed = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert completed.returncode == 0 and "info" in completed.stdout, completed.stderr
