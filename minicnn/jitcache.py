@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import pkgutil
 import time
+import types
 
 
 def all_kernels():
@@ -25,24 +26,23 @@ def all_kernels():
 
     for module in pkgutil.iter_modules(minicnn.kernels.__path__):
         importlib.import_module(f"minicnn.kernels.{module.name}")
-    return [kernel for kernel in jit._kernels if kernel.options.get("cache")]
+    return [kernel for kernel in getattr(jit, "_kernels", []) if getattr(kernel, "options", {}).get("cache")]
 
 
 def uncached_kernels():
     """The names of minicnn's kernels that have no valid compiled code in Numba's disk cache (an empty list
     when every kernel is cached or ``NUMBA_DISABLE_JIT=1``), or None if Numba's cache cannot be inspected."""
-    kernels = all_kernels()
-    from minicnn.kernels.jit import load_numba
-
-    numba = load_numba()
-    if numba.config.DISABLE_JIT:
-        return []
     try:
+        kernels = all_kernels()
+        from minicnn.kernels.jit import load_numba
+
+        if load_numba().config.DISABLE_JIT:
+            return []
         from numba.core.caching import FunctionCache
 
         return [kernel.__qualname__ for kernel in kernels
                 if not FunctionCache(kernel.py_func)._cache_file._load_index()]
-    except Exception:  # another Numba's internals, an unreadable cache folder: cannot tell
+    except Exception:  # another Numba's (or minicnn's) internals, an unreadable cache folder: cannot tell
         return None
 
 
@@ -54,7 +54,11 @@ def on_first_compile(callback):
     from minicnn.kernels.jit import load_numba
 
     load_numba()
-    from numba.core import event
+    try:
+        from numba.core import event
+    except ImportError:  # a Numba without the event API: nothing to tell
+        yield types.SimpleNamespace(started=None)
+        return
 
     class FirstCompile(event.Listener):
         started = None
