@@ -140,10 +140,8 @@ def test_the_first_run_says_it_compiles_the_kernels(tmp_path):
 @pytest.mark.slow
 def test_the_default_run_reaches_99_percent(tmp_path):
     """`python train.py` exactly as the README shows it (saving into a temporary folder), on full MNIST."""
-    if not (shared_data_dir() / "mnist").is_dir():
-        pytest.skip("full MNIST not available")
     result = run_train("--quiet", "--save", str(tmp_path / "default.npz"),
-                       env=dict(os.environ, MINICNN_DATA=str(shared_data_dir())))
+                       env=dict(os.environ, MINICNN_DATA=str(real_data_dir("mnist").parent)))
     assert result.returncode == 0, result.stderr
     assert "sample" not in result.stdout
     accuracy = float(re.search(r"test accuracy: ([\d.]+)%", result.stdout).group(1))
