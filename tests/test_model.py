@@ -363,14 +363,15 @@ def test_learning_rate_scheduler_and_reduce_on_plateau():
 
 @pytest.mark.slow
 def test_the_reference_engine_reaches_the_fast_engines_accuracy_on_mnist(mnist):
-    """Same seed, same 6,000 images, same batches, 2 epochs: the two engines end within 0.3 points on the 10,000
-    test images (measured: fast 93.30%, reference 93.12%). float32 training is chaotic early on (Adam magnifies
-    rounding in tiny gradients), so the runs are long enough for both to settle; in float64 they agree exactly."""
+    """Same seed, same 3,000 images, same batches, 2 epochs, in float64: the two engines end within 0.3 points on
+    the 10,000 test images (they agree exactly). In float32 the runs drift apart: Adam turns rounding noise in tiny
+    gradients into whole steps, and training early on is chaotic. Measured on 6,000 images x 2 epochs in float32:
+    fast 93.30% / reference 93.12% with SkylakeX kernels, 92.92% / 93.72% with Haswell's."""
     (x_train, y_train), (x_test, y_test) = mnist
     accuracies = {}
     for engine in ("fast", "reference"):
-        model = minicnn.seed_cnn(seed=0, engine=engine).compile(minicnn.optimizers.Adam(1e-3))
-        model.fit(x_train[:6000], y_train[:6000], epochs=2, batch_size=32, seed=0, verbose=0)
+        model = minicnn.seed_cnn(seed=0, engine=engine, dtype="float64").compile(minicnn.optimizers.Adam(1e-3))
+        model.fit(x_train[:3000], y_train[:3000], epochs=2, batch_size=32, seed=0, verbose=0)
         accuracies[engine] = model.evaluate(x_test, y_test)[1]
-    assert accuracies["fast"] > 0.9
+    assert accuracies["fast"] > 0.85
     assert abs(accuracies["fast"] - accuracies["reference"]) <= 0.003, accuracies
