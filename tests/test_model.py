@@ -364,7 +364,7 @@ def test_learning_rate_scheduler_and_reduce_on_plateau():
 @pytest.mark.slow
 def test_the_reference_engine_reaches_the_fast_engines_accuracy_on_mnist(mnist):
     """Same seed, same 3,000 images, same batches, 2 epochs, in float64: the two engines end within 0.3 points on
-    the 10,000 test images (they agree exactly). In float32 the runs drift apart: Adam turns rounding noise in tiny
+    the 10,000 test images (they agree). In float32 the runs drift apart: Adam turns rounding noise in tiny
     gradients into whole steps, and training early on is chaotic. Measured on 6,000 images x 2 epochs in float32:
     fast 93.30% / reference 93.12% with SkylakeX kernels, 92.92% / 93.72% with Haswell's."""
     (x_train, y_train), (x_test, y_test) = mnist
