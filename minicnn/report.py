@@ -259,6 +259,7 @@ def render_html(report, pngs, class_names):
         "<details><summary>as a table</summary>", confusion_table(report["confusion_matrix"], class_names),
         "</details>",
         "<h2>Precision, recall and F1 per class</h2>", per_class_table(numbers, class_names),
+        "<details><summary>as an image</summary>", figure("per_class"), "</details>",
         "<h2>Most confident mistakes</h2>", figure("mistakes"),
         examples_table(report["most_confident_mistakes"], class_names, "most-confident-mistakes"),
         "<h2>Least confident correct answers</h2>", figure("least_confident_correct"),
