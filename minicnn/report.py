@@ -333,4 +333,4 @@ def write_report(model, x_test, y_test, out_dir, history=None, data=None, class_
     (out_dir / JSON_NAME).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     page = out_dir / HTML_NAME
     page.write_text(render_html(report, pngs, class_names), encoding="utf-8")
-    return page
+    return page.resolve()
