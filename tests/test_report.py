@@ -326,3 +326,12 @@ def test_minicnn_report_names_fashion_mnist_classes_and_defaults_to_reports_fold
 def test_minicnn_report_explains_a_missing_model(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing.npz")]) == 2
     assert "no such model file" in capsys.readouterr().err
+
+
+def test_a_model_saved_without_history_gets_a_report_that_says_so(trained, tmp_path):
+    model, _, _, x_test, y_test, _ = trained
+    page = write_report(model, x_test[:200], y_test[:200], tmp_path / "bare", metadata={})
+    report = read_json(tmp_path / "bare")
+    assert report["history"] is None and report["training"] is None and report["data"]["class_names"][0] == "0"
+    assert "No training history" in page.read_text() and read_page(tmp_path / "bare").texts["training"] == \
+        "not recorded in the model file"
