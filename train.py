@@ -35,7 +35,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by 
 EPILOG = """\
 output:
   stdout gets the results: the data used, the model summary, the test accuracy, the confusion matrix with
-  per-class precision/recall/F1, where the model was saved and where the evaluation report was written.
+  per-class precision/recall/F1, where the evaluation report was written and where the model was saved.
   stderr gets progress: a bar per epoch on a terminal, one line per epoch otherwise (so
   `python train.py > results.txt` gives a clean file).
 
@@ -221,7 +221,12 @@ def write_report(model, x_test, data, metadata, out_dir, model_file, verbose):
     from minicnn.report import write_report as write
 
     model.metadata = metadata  # what the report reads the history and training facts from, as from a saved model
-    page = write(model, x_test, data.y_test, out_dir, data=data, model_file=model_file, verbose=verbose)
+    try:
+        page = write(model, x_test, data.y_test, out_dir, data=data, model_file=model_file, verbose=verbose)
+    except Exception as error:  # (a plotting or disk problem must not cost the trained model: it is saved next)
+        print(f"warning: the evaluation report failed ({type(error).__name__}: {error}); the model is saved all the "
+              f"same, and `minicnn report MODEL.npz` writes the report later", file=sys.stderr, flush=True)
+        return
     print(f"evaluation report: {page}", flush=True)
 
 
@@ -334,11 +339,11 @@ def run(arguments):
             if not arguments.quiet:
                 print()
             print(f"test accuracy: {accuracy * 100:.2f}% on {test_set} ({training})", flush=True)
+        if predictions is not None and not arguments.no_report:  # before the save: "saved ..." stays the last line
+            write_report(model, x_test, data, metadata, arguments.report or Path("reports") / path.stem,
+                         None if arguments.no_save else path, verbose=not arguments.quiet)
         if saved is None and not arguments.no_save:
             saved = save()
-        if predictions is not None and not arguments.no_report:
-            write_report(model, x_test, data, metadata, arguments.report or Path("reports") / path.stem, saved,
-                         verbose=not arguments.quiet)
         if ctrl_c.presses:
             print(f"stopped by Ctrl+C (exit status {EXIT_INTERRUPTED})", file=sys.stderr, flush=True)
             return EXIT_INTERRUPTED

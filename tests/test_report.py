@@ -335,3 +335,16 @@ def test_a_model_saved_without_history_gets_a_report_that_says_so(trained, tmp_p
     assert report["history"] is None and report["training"] is None and report["data"]["class_names"][0] == "0"
     assert "No training history" in page.read_text() and read_page(tmp_path / "bare").texts["training"] == \
         "not recorded in the model file"
+
+
+def test_train_py_saves_the_model_even_when_the_report_fails(tmp_path):
+    blocker = tmp_path / "not a folder"
+    blocker.write_text("a file where the report folder should go")
+    model_file = tmp_path / "mlp.npz"
+    completed = subprocess.run([sys.executable, str(REPO / "train.py"), "--model", "mlp", "--epochs", "1", "--limit",
+                                "500", "--quiet", "--data-dir", str(real_data_dir("mnist")), "--save", str(model_file),
+                                "--report", str(blocker / "report")], capture_output=True, text=True, timeout=600,
+                               cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert "warning: the evaluation report failed" in completed.stderr and "minicnn report" in completed.stderr
+    assert completed.stdout.rstrip().splitlines()[-1] == f"saved the model to {model_file}" and model_file.is_file()
