@@ -338,10 +338,10 @@ def run(arguments):
                 print(classification_report(confusion, class_names=data.spec.class_names))
             if not arguments.quiet:
                 print()
+            if not arguments.no_report:  # here, so that the last lines stay the accuracy and where the model went
+                write_report(model, x_test, data, metadata, arguments.report or Path("reports") / path.stem,
+                             None if arguments.no_save else path, verbose=not arguments.quiet)
             print(f"test accuracy: {accuracy * 100:.2f}% on {test_set} ({training})", flush=True)
-        if predictions is not None and not arguments.no_report:  # before the save: "saved ..." stays the last line
-            write_report(model, x_test, data, metadata, arguments.report or Path("reports") / path.stem,
-                         None if arguments.no_save else path, verbose=not arguments.quiet)
         if saved is None and not arguments.no_save:
             saved = save()
         if ctrl_c.presses:
