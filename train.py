@@ -35,8 +35,16 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program stopped by 
 EPILOG = """\
 output:
   stdout gets the results: the data used, the model summary, the test accuracy, the confusion matrix with
-  per-class precision/recall/F1, and where the model was saved. stderr gets progress: a bar per epoch on a
-  terminal, one line per epoch otherwise (so `python train.py > results.txt` gives a clean file).
+  per-class precision/recall/F1, where the evaluation report was written and where the model was saved.
+  stderr gets progress: a bar per epoch on a terminal, one line per epoch otherwise (so
+  `python train.py > results.txt` gives a clean file).
+
+evaluation report:
+  reports/<run name>/report.html (e.g. reports/mnist-default/), in the current folder, unless --report DIR
+  or --no-report: one self-contained page (opens offline) with the learning curves, confusion matrix,
+  per-class precision/recall/F1, the most confident mistakes, the first layer's filters and every layer's
+  feature maps, plus its PNGs and report.json with every number. `minicnn report MODEL.npz` writes the same
+  for any saved model later (the per-epoch history is saved in the model file).
 
 where models go:
   $MINICNN_MODELS, else $XDG_DATA_HOME/minicnn/models, else ~/.local/share/minicnn/models, as
@@ -97,6 +105,11 @@ def parse_arguments(argv=None):
                              "(see 'where models go' below; -sample or -interrupted is added to the name after "
                              "a run on the bundled sample or a Ctrl+C)")
     parser.add_argument("--no-save", action="store_true", help="do not save the model")
+    parser.add_argument("--report", default=None, metavar="DIR",
+                        help="write the evaluation report (report.html with plots, report.json, PNGs) to DIR "
+                             "(default: reports/<run name>/, the run name being the model file's, e.g. "
+                             "reports/mnist-default/)")
+    parser.add_argument("--no-report", action="store_true", help="do not write the evaluation report")
     parser.add_argument("--quiet", action="store_true",
                         help="print only the test accuracy and where the model was saved (no summary, progress, "
                              "confusion matrix)")
@@ -193,6 +206,30 @@ def describe_training(history, seconds):
     return f"{plural(epochs, 'epoch')} in {seconds:.1f} s, {seconds / epochs:.1f} s per epoch"
 
 
+def training_record(history, seconds, training_images, batch_size):
+    """For the model file's metadata (and the report): the per-epoch history, training time and speed."""
+    images = training_images * len(history.epoch)
+    if history.steps_done is not None:  # stopped inside an epoch (the last step may have been smaller)
+        images += history.steps_done[0] * batch_size
+    return {"history": {key: [float(value) for value in values] for key, values in history.history.items()},
+            "batch_size": batch_size, "training_seconds": round(seconds, 3),
+            "images_per_second": round(images / seconds, 1) if seconds > 0 and images else None}
+
+
+def write_report(model, x_test, data, metadata, out_dir, model_file, verbose):
+    """The evaluation report (minicnn/report.py): progress to stderr, its path to stdout."""
+    from minicnn.report import write_report as write
+
+    model.metadata = metadata  # what the report reads the history and training facts from, as from a saved model
+    try:
+        page = write(model, x_test, data.y_test, out_dir, data=data, model_file=model_file, verbose=verbose)
+    except Exception as error:  # (a plotting or disk problem must not cost the trained model: it is saved next)
+        print(f"warning: the evaluation report failed ({type(error).__name__}: {error}); the model is saved all the "
+              f"same, and `minicnn report MODEL.npz` writes the report later", file=sys.stderr, flush=True)
+        return
+    print(f"evaluation report: {page}", flush=True)
+
+
 def main(argv=None):
     arguments = parse_arguments(argv)
     try:
@@ -269,7 +306,8 @@ def run(arguments):
         metadata = {"trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "dataset": arguments.dataset, "data": data.describe(), "data_source": data.source,
                     "sample": data.is_sample, "model": arguments.model, "epochs": len(history.epoch),
-                    "training_images": len(x_train), "interrupted": history.interrupted, "training": training}
+                    "training_images": len(x_train), "interrupted": history.interrupted, "training": training,
+                    **training_record(history, seconds, len(x_train), batch_size)}
         path = save_path(arguments, data.is_sample, history.interrupted)
         on_sample = (f" (trained on the bundled {len(data.x_train):,}-image sample, not full "
                      f"{data.spec.title})") if data.is_sample else ""
@@ -300,6 +338,9 @@ def run(arguments):
                 print(classification_report(confusion, class_names=data.spec.class_names))
             if not arguments.quiet:
                 print()
+            if not arguments.no_report:  # here, so that the last lines stay the accuracy and where the model went
+                write_report(model, x_test, data, metadata, arguments.report or Path("reports") / path.stem,
+                             None if arguments.no_save else path, verbose=not arguments.quiet)
             print(f"test accuracy: {accuracy * 100:.2f}% on {test_set} ({training})", flush=True)
         if saved is None and not arguments.no_save:
             saved = save()

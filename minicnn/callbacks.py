@@ -2,7 +2,8 @@
 
 A callback may define ``on_epoch_begin(model, epoch)`` and ``on_epoch_end(model, epoch, logs)``; an
 ``on_epoch_end`` that returns True stops training. ``logs`` holds the epoch's "loss", "accuracy" and, with
-validation data, "val_loss" and "val_accuracy".
+validation data, "val_loss" and "val_accuracy". The two learning-rate callbacks add "learning_rate" (the rate
+that epoch trained with), as Keras's do, so it lands in ``history.history["learning_rate"]``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class LearningRateScheduler:
         model.optimizer.learning_rate = new
 
     def on_epoch_end(self, model, epoch, logs):
+        logs["learning_rate"] = float(model.optimizer.learning_rate)
         return False
 
 
@@ -50,6 +52,7 @@ class ReduceLROnPlateau:
         self.waited = 0
 
     def on_epoch_end(self, model, epoch, logs):
+        logs["learning_rate"] = float(model.optimizer.learning_rate)  # the rate this epoch trained with
         if self.monitor not in logs:
             raise KeyError(f"ReduceLROnPlateau watches {self.monitor!r}, which fit did not report "
                            f"(it reported {sorted(logs)}); pass validation data or monitor 'loss'")

@@ -4,6 +4,7 @@
     precision_k     = confusion[k, k] / sum_t confusion[t, k]    (of everything called k, how much was k)
     recall_k        = confusion[k, k] / sum_p confusion[k, p]    (of every real k, how much was found)
     f1_k            = 2 * precision_k * recall_k / (precision_k + recall_k)
+    macro average   = the plain mean over classes; weighted average = the mean weighted by support (true count)
 """
 from __future__ import annotations
 
@@ -38,6 +39,21 @@ def precision_recall_f1(confusion):
     return precision, recall, f1
 
 
+def averages(confusion):
+    """{"macro": {...}, "weighted": {...}}, each with "precision", "recall", "f1" and "support" (as Keras's and
+    scikit-learn's reports: macro = plain mean over classes, weighted = mean weighted by each class's support)."""
+    precision, recall, f1 = precision_recall_f1(confusion)
+    support = np.asarray(confusion).sum(axis=1)
+    total = int(support.sum())
+    weights = support / total if total else np.zeros(len(support))
+    return {
+        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean()),
+                  "support": total},
+        "weighted": {"precision": float(precision @ weights), "recall": float(recall @ weights),
+                     "f1": float(f1 @ weights), "support": total},
+    }
+
+
 def format_confusion_matrix(confusion, class_names=None):
     """The confusion matrix as text: rows are true classes, columns predicted classes."""
     size = len(confusion)
@@ -52,7 +68,7 @@ def format_confusion_matrix(confusion, class_names=None):
 
 
 def classification_report(confusion, class_names=None):
-    """Per-class precision, recall, F1 and support, with macro averages, as text."""
+    """Per-class precision, recall, F1 and support, with macro and weighted averages, as text."""
     precision, recall, f1 = precision_recall_f1(confusion)
     support = np.asarray(confusion).sum(axis=1)
     names = [str(name) for name in (class_names if class_names is not None else range(len(confusion)))]
@@ -60,6 +76,7 @@ def classification_report(confusion, class_names=None):
     lines = [f"{'class':>{width}} {'precision':>10} {'recall':>10} {'f1':>10} {'support':>9}"]
     for name, p, r, f, s in zip(names, precision, recall, f1, support):
         lines.append(f"{name:>{width}} {p:10.4f} {r:10.4f} {f:10.4f} {s:9d}")
-    lines.append(f"{'macro avg':>{width}} {precision.mean():10.4f} {recall.mean():10.4f} {f1.mean():10.4f} "
-                 f"{support.sum():9d}")
+    for kind, average in averages(confusion).items():
+        lines.append(f"{kind + ' avg':>{width}} {average['precision']:10.4f} {average['recall']:10.4f} "
+                     f"{average['f1']:10.4f} {average['support']:9d}")
     return "\n".join(lines)

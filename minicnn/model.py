@@ -383,9 +383,10 @@ class Sequential:
                 if validation_data is not None:
                     logs["val_loss"], logs["val_accuracy"] = self.evaluate(x_val, y_val, verbose=0)
                 progress.close(logs)
-                history.record(epoch, logs)
-                if any([callback.on_epoch_end(self, epoch, logs) for callback in callbacks
-                        if hasattr(callback, "on_epoch_end")]):
+                stop = any([callback.on_epoch_end(self, epoch, logs) for callback in callbacks
+                            if hasattr(callback, "on_epoch_end")])
+                history.record(epoch, logs)  # after the callbacks, as Keras: they may add "learning_rate"
+                if stop:
                     break
                 if ctrl_c.presses and epoch + 1 < epochs:
                     raise KeyboardInterrupt

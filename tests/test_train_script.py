@@ -32,10 +32,11 @@ def test_help_explains_every_option():
     result = run_train("--help")
     assert result.returncode == 0
     for option in ("--model", "--epochs", "--batch-size", "--lr", "--lr-decay", "--val-split", "--dataset",
-                   "--data-dir", "--seed", "--save", "--no-save", "--quiet", "--engine", "--limit"):
+                   "--data-dir", "--seed", "--save", "--no-save", "--quiet", "--engine", "--limit", "--report",
+                   "--no-report"):
         assert re.search(rf"^  {option}\b.*\n?.*\w", result.stdout, re.MULTILINE), option  # listed, with a text
     for topic in ("where models go:", "~/.local/share/minicnn/models", "-sample.npz", "Ctrl+C:",
-                  "-interrupted.npz", "exit status:", "130", "first run:", "stderr"):
+                  "-interrupted.npz", "exit status:", "130", "first run:", "stderr", "reports/<run name>/"):
         assert topic in result.stdout
 
 
@@ -49,7 +50,7 @@ def test_bad_options_are_refused_clearly():
 def test_a_short_run_prints_the_report_and_saves_a_loadable_model(tmp_path):
     path = tmp_path / "seed.npz"
     result = run_train("--model", "seed", "--epochs", "1", "--limit", "6000", "--data-dir",
-                       str(real_data_dir("mnist")), "--save", str(path))
+                       str(real_data_dir("mnist")), "--save", str(path), "--report", str(tmp_path / "report"))
     assert result.returncode == 0, result.stderr
     assert 'Model: "seed_cnn"' in result.stdout and "Total params: 81,066" in result.stdout
     assert "for 1 epoch, batch 32" in result.stdout
@@ -57,6 +58,7 @@ def test_a_short_run_prints_the_report_and_saves_a_loadable_model(tmp_path):
     accuracy = float(re.search(r"test accuracy: ([\d.]+)%", result.stdout).group(1))
     assert accuracy > 70  # measured: 85% after one epoch on 5,400 images
     assert result.stdout.rstrip().splitlines()[-1] == f"saved the model to {path}"
+    assert f"\nevaluation report: {tmp_path / 'report' / 'report.html'}\ntest accuracy: " in result.stdout
     model = minicnn.load_model(path)
     assert model.predict(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 10)
     record = model.metadata  # when and on what it was trained, for the demo to say
@@ -64,6 +66,10 @@ def test_a_short_run_prints_the_report_and_saves_a_loadable_model(tmp_path):
     assert record["data"].startswith("full MNIST from") and record["training_images"] == 5400
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", record["trained_at"])
     assert record["test_accuracy"] == pytest.approx(accuracy / 100, abs=5e-5) and record["epochs"] == 1
+    assert set(record["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
+    assert record["history"]["learning_rate"] == [0.001] and len(record["history"]["loss"]) == 1
+    assert record["training_seconds"] > 0 and record["images_per_second"] > 0 and record["batch_size"] == 32
+    assert (tmp_path / "report" / "report.json").is_file()  # its contents: tests/test_report.py
 
 
 def test_the_data_source_is_printed_once(tmp_path):

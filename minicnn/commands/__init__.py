@@ -6,4 +6,5 @@ when their command runs, so ``minicnn --help`` stays fast.
 """
 COMMANDS = {  # name: module under minicnn.commands
     "info": "info",
+    "report": "report",
 }
