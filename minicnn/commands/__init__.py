@@ -6,4 +6,7 @@ when their command runs, so ``minicnn --help`` stays fast.
 """
 COMMANDS = {  # name: module under minicnn.commands
     "info": "info",
+    "assign": "assign",
+    "grade": "grade",
+    "bugs": "bugs",
 }

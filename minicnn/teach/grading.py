@@ -91,9 +91,8 @@ class SubmissionResult:
         lines = [f"{self.name}: {self.score:g} of {self.max_score:g} points"]
         for task, (earned, possible) in self.task_scores().items():
             lines.append(f"  {task:<30} {earned:5.2f} / {possible:g}")
-            for check in self.checks:
-                if check.task == task:
-                    lines += [f"      {message}" for message in check.messages]
+            messages = [message for check in self.checks if check.task == task for message in check.messages]
+            lines += [f"      {message}" for message in dict.fromkeys(messages)]  # each once, in order
         return "\n".join(lines)
 
 
