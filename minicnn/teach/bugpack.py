@@ -67,8 +67,17 @@ def run_tests(tests, chaff, time_limit):
     """(tests failed?, last line of pytest's output) for the student's tests on the solution (chaff None) or a chaff."""
     with tempfile.TemporaryDirectory(prefix="minicnn-bugs-run-") as folder:
         write_chaffed_package(chaff, folder)
+        # The tests run from a copy beside the chaffed package: a conftest.py above them (a student copy's,
+        # which puts the student's own minicnn first) must not pick another minicnn.
+        tests, copied = Path(tests).resolve(), Path(folder) / "tests_under_check"
+        if tests.is_dir():
+            shutil.copytree(tests, copied, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            copied.mkdir()
+            shutil.copy(tests, copied / tests.name)
         environment = dict(os.environ, PYTHONPATH=folder, MINICNN_ENGINE="reference", PYTHONDONTWRITEBYTECODE="1")
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", str(Path(tests).resolve())]
+        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--rootdir", folder,
+                   str(copied)]
         try:
             completed = subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True,
                                        timeout=time_limit)
