@@ -155,6 +155,21 @@ def test_a_million_printed_lines_fail_the_task_quickly(assignment, tmp_path):
     assert "output limit" in result.report()
 
 
+def test_the_submission_sees_neither_the_grader_nor_the_requests(assignment, tmp_path):
+    """Inside the subprocess, no minicnn with the hidden checks is importable and the request file is gone."""
+    probe = ("    import os, sys\n"
+             "    leaked = [p for p in sys.path if os.path.isdir(os.path.join(p or '.', 'minicnn', 'teach'))]\n"
+             "    leaked += [name for name in os.listdir('.') if name.startswith('request')]\n"
+             "    if leaked:\n"
+             "        raise RuntimeError(f'the grader is visible: {leaked}')\n"
+             "    y = np.maximum(x, 0)\n")
+    submission = hostile(assignment, tmp_path / "curious", "minicnn/layers/relu.py", "    y = np.maximum(x, 0)\n",
+                         probe)
+    shutil.copytree(REPO / "minicnn" / "teach", submission / "minicnn" / "teach")  # a submitted copy is ignored
+    result = grading.grade_submission(submission, select(["relu.forward"]), time_limit=10, end_to_end=False)
+    assert result.score == result.max_score, result.report()
+
+
 def test_bugs_run_grades_a_test_suite_by_the_chaffs_it_catches(assignment, capsys):
     chaffs = [CHAFFS_BY_ID["dense-dkernel-mean"], CHAFFS_BY_ID["relu-abs"]]
     caught, total, passes = bugpack.run(assignment / "student" / "tests" / "test_public.py", chaffs, time_limit=120)

@@ -324,7 +324,11 @@ def compare(student, expected):
         error = relative_error(student, expected)
         if error < TOLERANCE:
             return None
-        return f"relative error {error:.1e}"
+        with np.errstate(invalid="ignore"):
+            worst = np.unravel_index(np.nanargmax(np.abs(student - expected)), expected.shape)
+        where = f"[{', '.join(str(int(i)) for i in worst)}]" if expected.ndim else ""
+        return (f"relative error {error:.1e}; the largest difference is at {where or 'the value'}: "
+                f"{student[worst]:.6g} instead of {expected[worst]:.6g}")
     if isinstance(expected, float) and isinstance(student, (int, float)) and not isinstance(student, bool):
         if not np.isfinite(student) and np.isfinite(expected):
             return f"{student} where {expected:.6g} was expected: an overflow, or a log of 0?"
