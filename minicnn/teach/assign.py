@@ -69,9 +69,10 @@ Run the public tests of one task, or all of them (from this folder):
     python -m pytest tests -k conv2d_backward
     python -m pytest tests
 
-Use the reference engine, which runs your functions one after another (a stub fails loudly):
+train.py and the tests here use the reference engine, which runs your functions one after another (a stub
+fails loudly):
 
-    MINICNN_ENGINE=reference python train.py --model mlp --epochs 1
+    python train.py --model mlp --epochs 1
 
 `minicnn/gradcheck.py` checks gradients numerically (`check_layer(Conv2D(2, 3), (5, 5, 1))`). The autograder
 runs hidden checks: more cases, reference values and float64 gradient checks, each task in its own process
@@ -92,6 +93,12 @@ cd /autograder/source && python -m minicnn grade /autograder/submission --tasks 
 """
 
 
+# The student copy runs the reference engine unless told otherwise: it calls the student's own layer functions
+# (the fast engine would run its Numba kernels and never reach a stub).
+STUDENT_ENGINE = ("import os\n\n"
+                  "os.environ.setdefault(\"MINICNN_ENGINE\", \"reference\")  # your layer code runs, not the fast engine\n")
+
+
 def write_student(tasks, destination):
     destination = Path(destination)
     by_file = {}
@@ -101,7 +108,9 @@ def write_student(tasks, destination):
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "teach"))
     shutil.copytree(grading.PACKAGE_ROOT / "mnist_loader", destination / "mnist_loader",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    shutil.copy(grading.PACKAGE_ROOT / "train.py", destination / "train.py")
+    train = (grading.PACKAGE_ROOT / "train.py").read_text()
+    future = "from __future__ import annotations\n"
+    (destination / "train.py").write_text(train.replace(future, future + STUDENT_ENGINE, 1))
     for file, file_tasks in by_file.items():
         path = destination / file
         path.write_text(markers.cut(path.read_text(), file_tasks, file))
@@ -109,7 +118,8 @@ def write_student(tasks, destination):
     (destination / "tests" / "test_public.py").write_text(public_test_source(tasks))
     (destination / "conftest.py").write_text(
         '"""Puts this folder first on sys.path, so that the tests import the minicnn here."""\n'
-        "import sys\nfrom pathlib import Path\n\nsys.path.insert(0, str(Path(__file__).parent))\n")
+        "import os\nimport sys\nfrom pathlib import Path\n\nsys.path.insert(0, str(Path(__file__).parent))\n"
+        "os.environ.setdefault(\"MINICNN_ENGINE\", \"reference\")  # your layer code runs, not the fast engine\n")
     (destination / "README.md").write_text(student_readme(tasks))
 
 
