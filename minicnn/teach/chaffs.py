@@ -76,6 +76,8 @@ CHAFFS = [
       "flat[index] = original", "pass"),
     C("numgrad-no-minus-step", "gradcheck.numerical_gradient", "the minus step is forgotten (a forward difference "
       "divided by 2 eps)", "flat[index] = original - epsilon", "flat[index] = original"),
+    C("numgrad-return-in-loop", "gradcheck.numerical_gradient", "the return indented into the loop: one entry, "
+      "the rest uninitialized", "    return gradient", "        return gradient"),
     # Max-pool
     C("pool-taps-swapped", "maxpool2d.forward", "window taps in (kx, ky) order: argmax decoded wrongly",
       "window_slices(ky, kx, strides, out_h, out_w)", "window_slices(kx, ky, strides, out_h, out_w)"),
@@ -91,6 +93,8 @@ CHAFFS = [
       "existing dx are lost", "dx[:, rows, cols, :] += np.where", "dx[:, rows, cols, :] = np.where"),
     C("pool-column-major", "maxpool2d.backward", "decodes the argmax column-major (kx * PH + ky)",
       "argmax == ky * pool_size[1] + kx", "argmax == kx * pool_size[0] + ky"),
+    C("pool-return-in-loop", "maxpool2d.backward", "the return indented into the loop: only the first tap is added",
+      "    return dx", "            return dx"),
     C("pool-average", "maxpool2d.backward", "the average-pooling gradient (dy spread evenly over the window)",
       "np.where(argmax == ky * pool_size[1] + kx, dy, 0)", "dy / (pool_size[0] * pool_size[1])"),
     # im2col / col2im
@@ -100,6 +104,8 @@ CHAFFS = [
       "window_slices(ky, kx, strides, out_h, out_w)", "window_slices(ky, kx, (1, 1), out_h, out_w)"),
     C("col2im-no-stride", "conv2d.col2im", "stride only in the forward pass: col2im ignores it",
       "window_slices(ky, kx, strides, out_h, out_w)", "window_slices(ky, kx, (1, 1), out_h, out_w)"),
+    C("col2im-return-in-loop", "conv2d.col2im", "the return indented into the loop: only the first tap is added",
+      "    return dx", "            return dx"),
     C("col2im-assign", "conv2d.col2im", "assigns instead of adding: overlapping windows lose gradient",
       "dx[:, rows, cols, :] += columns", "dx[:, rows, cols, :] = columns"),
     # Conv2D
