@@ -161,12 +161,13 @@ def chaff_resolver(chaff):
     module = types.ModuleType(module_name)
     module.__file__ = str(path)
     from minicnn.kernels import jit
-    registered = dict(jit.KERNELS)  # a kernels file registers its kernels by name: keep the real ones
+    registered, made = dict(jit.KERNELS), list(jit._kernels)  # a kernels file registers its kernels: keep ours
     try:
         exec(compile(source, str(path), "exec"), module.__dict__)  # noqa: S102 (our own bug pack)
     finally:
         jit.KERNELS.clear()
         jit.KERNELS.update(registered)
+        jit._kernels[:] = made
 
     def resolve(name, attribute):
         return getattr(module, attribute) if name == module_name else runner.import_resolver(name, attribute)
