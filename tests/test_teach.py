@@ -72,6 +72,12 @@ def test_the_student_copy_scores_zero_with_each_tasks_message(assignment):
     student = assignment / "student"
     assert (student / "tests" / "test_public.py").exists() and (student / "README.md").exists()
     assert not (student / "minicnn" / "teach").exists()  # no hidden checks, no bug pack
+    assert 'os.environ.setdefault("MINICNN_ENGINE", "reference")' in (student / "train.py").read_text()
+    autograder = assignment / "autograder"
+    import json
+    hidden = json.loads((autograder / "hidden_tests.json").read_text())
+    assert {check["name"] for check in hidden} == {check.name for check in checks.CHECKS}
+    assert (autograder / "run_autograder").stat().st_mode & 0o100 and (autograder / "solutions" / "minicnn").is_dir()
     result = grading.grade_submission(student, TASKS, time_limit=20)
     assert result.score == 0 and result.max_score > 0
     for check in result.checks:

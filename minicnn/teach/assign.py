@@ -3,8 +3,8 @@
     DIR/student/      minicnn/ (each chosen region a stub raising NotImplementedError("task ID: hint")),
                       mnist_loader/, train.py, tests/test_public.py, conftest.py, README.md
     DIR/autograder/   solutions/ (the original files of the chosen tasks), hidden_tests.json (every hidden
-                      check: inputs, expected values, points), tasks.json, run_autograder (Gradescope's entry
-                      point), README.md
+                      check: inputs, expected values, points), tasks.json, run_autograder and setup.sh
+                      (Gradescope's entry points), README.md
 """
 from __future__ import annotations
 
@@ -86,8 +86,8 @@ once your version works.
 
 AUTOGRADER_SCRIPT = """#!/bin/sh
 # Gradescope's entry point: the submission is in /autograder/submission, results go to results.json.
-# setup: pip install numpy numba matplotlib tqdm threadpoolctl; then place the solution repository (with
-# minicnn/teach) at /autograder/source.
+# setup.sh installs what minicnn needs; the solution repository (with minicnn/teach) goes at /autograder/source
+# beside this script.
 cd /autograder/source && python -m minicnn grade /autograder/submission --tasks {tasks} \\
     --json /autograder/results/results.json
 """
@@ -145,6 +145,10 @@ def write_autograder(tasks, destination):
     script = destination / "run_autograder"
     script.write_text(AUTOGRADER_SCRIPT.format(tasks=" ".join(task.id for task in tasks)))
     script.chmod(0o755)
+    setup = destination / "setup.sh"
+    setup.write_text("#!/bin/sh\n# Gradescope's setup step: what minicnn needs (grading uses the reference engine).\n"
+                     "pip3 install numpy numba matplotlib tqdm threadpoolctl\n")
+    setup.chmod(0o755)
     (destination / "README.md").write_text(
         "# minicnn autograder\n\nGrade: `minicnn grade SUBMISSION... --tasks "
         f"{' '.join(task.id for task in tasks)} --json results.json --csv grades.csv` (from the solution "
