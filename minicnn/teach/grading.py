@@ -111,17 +111,12 @@ def copy_submission(source, destination):
     shutil.copy(Path(runner.__file__), Path(destination) / "runner.py")
 
 
-def _limit_resources():  # in the child, before exec
-    import resource
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writing past the limit fails (an error), not a kill
-
-
 def run_in_subprocess(folder, cases, time_limit, tag):
     """Run the runner on these cases in ``folder``: ([{check, outputs|error, printed}], None) or (None, why)."""
     folder = Path(folder)
     request, result = folder / f"request-{tag}.json", folder / f"result-{tag}.json"
-    request.write_text(json.dumps({"cases": cases, "output_cap": runner.OUTPUT_CAP}))
+    request.write_text(json.dumps({"cases": cases, "output_cap": runner.OUTPUT_CAP,
+                                   "file_size_limit": FILE_SIZE_LIMIT}))
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder), "OMP_NUM_THREADS": "1",
                    "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MINICNN_ENGINE": "reference",
                    "MPLBACKEND": "Agg", "NUMBA_CACHE_DIR": str(folder / ".numba")}
@@ -130,7 +125,7 @@ def run_in_subprocess(folder, cases, time_limit, tag):
     with open(stderr_path, "wb") as stderr:
         process = subprocess.Popen([sys.executable, "-I", str(folder / "runner.py"), str(request), str(result)],
                                    cwd=folder, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=stderr, start_new_session=True, preexec_fn=_limit_resources)
+                                   stderr=stderr, start_new_session=True)
         try:
             process.wait(timeout=time_limit)
         except subprocess.TimeoutExpired:

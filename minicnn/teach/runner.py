@@ -282,16 +282,30 @@ def run_request(request, root, resolve=import_resolver):
     return results
 
 
+def limit_file_size(limit):
+    """Any file this process writes stops growing at ``limit`` bytes (the write fails: an error, not a kill)."""
+    try:
+        import resource
+        import signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    except (ImportError, ValueError, OSError, AttributeError):  # not on this platform
+        pass
+
+
 def main(argv):
     request_path, result_path = argv[1], argv[2]
     root = os.path.dirname(os.path.abspath(__file__))
-    # Only the submission's own minicnn: drop the grader's (an editable install puts it on sys.path).
+    # The submission's minicnn first; the grader's repository (an editable install puts it on sys.path: a folder
+    # with a minicnn/ and no NumPy beside it) dropped.
     sys.path[:] = [root] + [entry for entry in sys.path
                             if entry and os.path.abspath(entry) != root
-                            and not os.path.isdir(os.path.join(entry, "minicnn"))]
+                            and not (os.path.isdir(os.path.join(entry, "minicnn"))
+                                     and not os.path.isdir(os.path.join(entry, "numpy")))]
     with open(request_path) as file:
         request = json.load(file)
     os.remove(request_path)
+    limit_file_size(request.get("file_size_limit", 16 * 2**20))
     with open(result_path, "w") as file:
         json.dump(run_request(request, root), file)
 
