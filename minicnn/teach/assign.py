@@ -45,8 +45,9 @@ def check_solution(tasks, time_limit=grading.TIME_LIMIT, jobs=2, out=print):
 
 
 def student_readme(tasks):
-    rows = "\n".join(f"| {number} | `{task.id}` | {task.title} | `{task.file}` | {task.difficulty} | {task.points} |"
-                     for number, task in enumerate(tasks, 1))
+    rows = "\n".join(f"| {number} | `{task.id}` | {task.title}"
+                     + (f" (after `{'`, `'.join(task.needs)}`)" if task.needs else "")
+                     + f" | `{task.file}` | {task.difficulty} | {task.points} |" for number, task in enumerate(tasks, 1))
     return f"""# minicnn exercises
 
 You have a working CNN engine with some of its insides cut out. Each cut is marked in the code:
@@ -56,7 +57,7 @@ You have a working CNN engine with some of its insides cut out. Each cut is mark
     raise NotImplementedError("task conv2d.backward: <a hint>")
     # END SOLUTION
 
-Replace the `raise` with your code (keep the two marker lines). Work in this order, easy to hard:
+Replace the `raise` with your code (keep the two marker lines). Work roughly in this order:
 
 | # | task | what | file | difficulty | points |
 |---|---|---|---|---|---|
