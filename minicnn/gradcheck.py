@@ -95,6 +95,7 @@ def relative_error(analytic, numerical):
 
 def numerical_gradient(loss_fn, array, indices, epsilon):
     """Central differences of loss_fn() with respect to array.flat[indices] (array is perturbed in place)."""
+    # BEGIN SOLUTION task=gradcheck.numerical_gradient
     flat = array.reshape(-1)
     gradient = np.empty(len(indices))
     for position, index in enumerate(indices):
@@ -106,6 +107,7 @@ def numerical_gradient(loss_fn, array, indices, epsilon):
         flat[index] = original
         gradient[position] = (plus - minus) / (2 * epsilon)
     return gradient
+    # END SOLUTION
 
 
 # ---------------------------------------------------------------------------------------------- kinks

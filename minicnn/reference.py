@@ -30,6 +30,7 @@ class ReferenceEngine:
     def loss_and_gradients(self, x, y, grads, scale, need_input_grad):
         """(sum of losses, correct predictions, dLoss/dx or None); each layer's parameter gradients of
         ``scale * sum of losses`` into ``grads`` (one list of arrays per layer)."""
+        # BEGIN SOLUTION task=train.step
         caches = []
         for layer in self.logit_layers:
             x, cache = layer.forward(x, True)
@@ -41,6 +42,7 @@ class ReferenceEngine:
             dx = self.logit_layers[index].backward(dx, caches[index], grads[index],
                                                    need_input_grad=index > 0 or need_input_grad)
         return loss_sum, correct, dx
+        # END SOLUTION
 
     def gradients(self, x, y, grads, flat_grads):
         """The mean-loss gradient of a batch into ``grads``. Returns (sum of losses, correct predictions)."""

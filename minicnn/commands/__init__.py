@@ -7,4 +7,7 @@ when their command runs, so ``minicnn --help`` stays fast.
 COMMANDS = {  # name: module under minicnn.commands
     "info": "info",
     "report": "report",
+    "assign": "assign",
+    "grade": "grade",
+    "bugs": "bugs",
 }

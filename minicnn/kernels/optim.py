@@ -37,11 +37,13 @@ def _flush_subnormals(state):
 
 
 def adam_update_numpy(params, grads, m, v, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    # BEGIN SOLUTION task=adam.update
     m += (grads - m) * one_minus_beta_1
     v += (grads * grads - v) * one_minus_beta_2
     _flush_subnormals(m)
     _flush_subnormals(v)
     params -= (m * alpha) / (np.sqrt(v) + epsilon)
+    # END SOLUTION
 
 
 @njit(cache=True, nogil=True, error_model="numpy", twin=adam_update_numpy)

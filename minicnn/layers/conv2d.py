@@ -40,6 +40,7 @@ def im2col(x, kernel_size, strides, out_h, out_w):
     """x (N, H, W, C), already padded -> columns (N*OH*OW, KH*KW*C): row (n, oy, ox) is the window under output
     (oy, ox), flattened in (ky, kx, c) order. One strided slice per kernel tap (ky, kx): it picks, for every
     output position, the input pixel that tap looks at."""
+    # BEGIN SOLUTION task=conv2d.im2col
     batch, _, _, channels = x.shape
     kernel_h, kernel_w = kernel_size
     columns = np.empty((batch, out_h, out_w, kernel_h, kernel_w, channels), dtype=x.dtype)
@@ -48,11 +49,13 @@ def im2col(x, kernel_size, strides, out_h, out_w):
             rows, cols = window_slices(ky, kx, strides, out_h, out_w)
             columns[:, :, :, ky, kx, :] = x[:, rows, cols, :]
     return columns.reshape(batch * out_h * out_w, kernel_h * kernel_w * channels)
+    # END SOLUTION
 
 
 def col2im_add_into(columns, dx, kernel_size, strides, out_h, out_w):
     """The adjoint of im2col: ADD every row of columns (N*OH*OW, KH*KW*C) back onto the window it came from in
     dx (N, H, W, C), in place (a pixel under several windows receives the sum). Returns dx."""
+    # BEGIN SOLUTION task=conv2d.col2im
     batch, _, _, channels = dx.shape
     kernel_h, kernel_w = kernel_size
     columns = columns.reshape(batch, out_h, out_w, kernel_h, kernel_w, channels)
@@ -61,10 +64,12 @@ def col2im_add_into(columns, dx, kernel_size, strides, out_h, out_w):
             rows, cols = window_slices(ky, kx, strides, out_h, out_w)
             dx[:, rows, cols, :] += columns[:, :, :, ky, kx, :]
     return dx
+    # END SOLUTION
 
 
 def conv2d_forward(x, kernel, bias, strides, padding):
     """x (N, H, W, C), kernel (KH, KW, C, F), bias (F,) -> y (N, OH, OW, F), cache for the backward pass."""
+    # BEGIN SOLUTION task=conv2d.forward
     batch, height, width, channels = x.shape
     kernel_h, kernel_w, _, filters = kernel.shape
     out_h, pad_h = window_output_size(height, kernel_h, strides[0], padding)
@@ -75,11 +80,13 @@ def conv2d_forward(x, kernel, bias, strides, padding):
     y = (columns @ kernel_matrix + bias).reshape(batch, out_h, out_w, filters)
     cache = (x_padded, columns, kernel, strides, pad_h, pad_w)
     return y, cache
+    # END SOLUTION
 
 
 def conv2d_backward(dy, cache, need_input_grad=True):
     """dy (N, OH, OW, F) -> dx (N, H, W, C) or None, dkernel (KH, KW, C, F), dbias (F,)."""
     x_padded, columns, kernel, strides, pad_h, pad_w = cache
+    # BEGIN SOLUTION task=conv2d.backward
     kernel_h, kernel_w, channels, filters = kernel.shape
     _, out_h, out_w, _ = dy.shape
     dy_matrix = dy.reshape(-1, filters)                                          # (N*OH*OW, F)
@@ -94,6 +101,7 @@ def conv2d_backward(dy, cache, need_input_grad=True):
     width = x_padded.shape[2] - pad_w[0] - pad_w[1]
     dx = dx_padded[:, pad_h[0]:pad_h[0] + height, pad_w[0]:pad_w[0] + width, :]
     return dx, dkernel, dbias
+    # END SOLUTION
 
 
 class Conv2D(Layer):

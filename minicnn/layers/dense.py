@@ -22,18 +22,22 @@ from minicnn.layers.base import Layer, Parameter
 
 def dense_forward(x, kernel, bias):
     """x (N, D_in), kernel (D_in, D_out), bias (D_out,) -> y (N, D_out), cache."""
+    # BEGIN SOLUTION task=dense.forward
     y = x @ kernel
     y += bias
     return y, (x, kernel)
+    # END SOLUTION
 
 
 def dense_backward(dy, cache, need_input_grad=True):
     """dy (N, D_out) -> dx (N, D_in) or None, dkernel (D_in, D_out), dbias (D_out,)."""
     x, kernel = cache
+    # BEGIN SOLUTION task=dense.backward
     dkernel = x.T @ dy
     dbias = dy.sum(axis=0)
     dx = dy @ kernel.T if need_input_grad else None
     return dx, dkernel, dbias
+    # END SOLUTION
 
 
 class Dense(Layer):

@@ -31,6 +31,7 @@ def window_slices(offset_y, offset_x, strides, out_h, out_w):
 def window_maxima(x, pool_size, strides, out_h, out_w):
     """x (N, H, W, C), padded already -> (y, argmax), each (N, OH, OW, C); argmax = ky * PW + kx, the position
     of the maximum inside its window (np.argmax picks the FIRST maximum: our tie rule)."""
+    # BEGIN SOLUTION task=maxpool2d.forward
     taps = []
     for ky in range(pool_size[0]):
         for kx in range(pool_size[1]):
@@ -40,17 +41,20 @@ def window_maxima(x, pool_size, strides, out_h, out_w):
     argmax = windows.argmax(axis=-1)                                   # (N, OH, OW, C)
     y = np.take_along_axis(windows, argmax[..., None], axis=-1)[..., 0]
     return y, argmax
+    # END SOLUTION
 
 
 def add_at_maxima(dy, argmax, dx, pool_size, strides):
     """dx[window positions of the maxima] += dy, in place on dx (N, H, W, C): every window sends its gradient to
     the input its maximum came from. Returns dx."""
+    # BEGIN SOLUTION task=maxpool2d.backward
     out_h, out_w = dy.shape[1], dy.shape[2]
     for ky in range(pool_size[0]):
         for kx in range(pool_size[1]):
             rows, cols = window_slices(ky, kx, strides, out_h, out_w)
             dx[:, rows, cols, :] += np.where(argmax == ky * pool_size[1] + kx, dy, 0)
     return dx
+    # END SOLUTION
 
 
 def maxpool2d_forward(x, pool_size, strides, padding):

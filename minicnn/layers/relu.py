@@ -17,14 +17,18 @@ from minicnn.layers.base import Layer
 
 def relu_forward(x):
     """x (any shape) -> y = max(x, 0), cache = y (the mask y > 0 is all backward needs)."""
+    # BEGIN SOLUTION task=relu.forward
     y = np.maximum(x, 0)
     return y, y
+    # END SOLUTION
 
 
 def relu_backward(dy, cache):
     """dy (same shape as x) -> dx = dy where the forward output was positive, 0 elsewhere."""
     y = cache
+    # BEGIN SOLUTION task=relu.backward
     return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+    # END SOLUTION
 
 
 class ReLU(Layer):

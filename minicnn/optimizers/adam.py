@@ -28,8 +28,10 @@ class Adam(Optimizer):
         self.v = None
 
     def apply(self, flat_params, flat_grads, kernels=NUMPY_UPDATES):
+        # BEGIN SOLUTION task=adam.step_size
         step = self.iterations + 1
         alpha = self.learning_rate * math.sqrt(1 - self.beta_2 ** step) / (1 - self.beta_1 ** step)
+        # END SOLUTION
         as_dtype = flat_params.dtype.type  # keep float32 math in float32
         kernels.adam_update(flat_params, flat_grads, self.m, self.v, as_dtype(alpha), as_dtype(1 - self.beta_1),
                     as_dtype(1 - self.beta_2), as_dtype(self.epsilon))
