@@ -128,10 +128,12 @@ def pool_windows(layer, x):
 def kink_pattern(layer, x):
     """What decides where the layer's gradient goes for input x: for a ReLU, which inputs are positive; for a
     MaxPool2D, which entry of each window is its (first) maximum; None for a layer without kinks."""
-    from minicnn.layers import MaxPool2D, ReLU
+    from minicnn.layers import LeakyReLU, MaxPool2D, ReLU
 
     if isinstance(layer, ReLU):
         return x > 0
+    if isinstance(layer, LeakyReLU):
+        return x >= 0  # (its slope at exactly 0 is 1, as Keras on JAX: the positive side)
     if isinstance(layer, MaxPool2D):
         return pool_windows(layer, x).argmax(axis=-1)
     return None

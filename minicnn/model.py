@@ -84,7 +84,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ structure
     def add(self, layer):
-        """Append a layer. ``activation="relu"``/``"softmax"`` on a layer appends that activation layer too."""
+        """Append a layer. ``activation="relu"``/``"leaky_relu"``/``"softmax"`` on a layer appends that activation layer too."""
         if self.built:
             raise RuntimeError("add layers before the model is built (before fit, predict or build)")
         if self.input_shape is None and getattr(layer, "requested_input_shape", None) is not None:
@@ -99,7 +99,7 @@ class Sequential:
 
     def _append(self, layer):
         if layer.name is None:
-            base = type(layer).__name__.lower()
+            base = getattr(type(layer), "default_name", None) or type(layer).__name__.lower()
             taken = {existing.name for existing in self.layers}
             layer.name, count = base, 0
             while layer.name in taken:

@@ -99,7 +99,8 @@ def conv2d_backward(dy, cache, need_input_grad=True):
 class Conv2D(Layer):
     """``Conv2D(filters, kernel_size, strides=1, padding="valid")``, as ``keras.layers.Conv2D``.
 
-    ``activation="relu"`` is accepted for Keras habits: the model then puts a ReLU layer right after this one.
+    ``activation="relu"`` (or ``"leaky_relu"``) is accepted for Keras habits: the model then puts a ReLU (or
+    LeakyReLU(0.2)) layer right after this one.
     """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,

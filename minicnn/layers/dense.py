@@ -37,8 +37,8 @@ def dense_backward(dy, cache, need_input_grad=True):
 
 
 class Dense(Layer):
-    """``Dense(units)``, as ``keras.layers.Dense``. ``activation="relu"`` or ``"softmax"`` is accepted for Keras
-    habits: the model then puts a ReLU or Softmax layer right after this one."""
+    """``Dense(units)``, as ``keras.layers.Dense``. ``activation="relu"``, ``"leaky_relu"`` or ``"softmax"`` is
+    accepted for Keras habits: the model then puts a ReLU, LeakyReLU(0.2) or Softmax layer right after this one."""
 
     def __init__(self, units, activation=None, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  input_shape=None, name=None):
