@@ -9,7 +9,7 @@ import pytest
 
 import minicnn
 from minicnn.gradcheck import check_layer
-from minicnn.layers import Dense, Flatten, LeakyReLU
+from minicnn.layers import AveragePooling2D, Dense, Flatten, LeakyReLU
 
 TOLERANCE = 1e-6
 
@@ -39,3 +39,19 @@ def test_activation_leaky_relu_is_keras_activation_with_slope_0_2():
 def test_leaky_relu_rejects_a_bad_slope(slope):
     with pytest.raises(ValueError, match="negative_slope"):
         LeakyReLU(negative_slope=slope)
+
+
+# ---------------------------------------------------------------------------------------------- AveragePooling2D
+def test_average_pooling_same_averages_only_the_real_inputs_as_keras():
+    """Keras 3 (JAX), run once: AveragePooling2D(2, padding="same") of 1..25 in a 5x5 image gives these."""
+    x = np.arange(1, 26, dtype=np.float64).reshape(1, 5, 5, 1)
+    layer = AveragePooling2D(2, padding="same")
+    layer.build((5, 5, 1), np.float64, None)
+    np.testing.assert_array_equal(layer(x)[0, :, :, 0], [[4, 6, 7.5], [14, 16, 17.5], [21.5, 23.5, 25]])
+
+
+def test_average_pooling_valid_drops_the_last_row_and_column():
+    x = np.arange(1, 26, dtype=np.float64).reshape(1, 5, 5, 1)
+    layer = AveragePooling2D(2)
+    layer.build((5, 5, 1), np.float64, None)
+    np.testing.assert_array_equal(layer(x)[0, :, :, 0], [[4, 6], [14, 16]])
