@@ -17,5 +17,5 @@ LAYER_CLASSES = {cls.__name__: cls for cls in (AveragePooling2D, Conv2D, Dense, 
 # whose default slope is 0.2, unlike the LeakyReLU layer's 0.3)
 ACTIVATION_LAYERS = {"relu": ReLU, "softmax": Softmax, "leaky_relu": lambda: LeakyReLU(negative_slope=0.2)}
 
-__all__ = ["Layer", "Parameter", "AveragePooling2D", "AvgPool2D", "Conv2D", "Dense", "Flatten", "LeakyReLU", "MaxPool2D", "MaxPooling2D", "ReLU",
-           "Softmax", "LAYER_CLASSES", "ACTIVATION_LAYERS"]
+__all__ = ["Layer", "Parameter", "AveragePooling2D", "AvgPool2D", "Conv2D", "Dense", "Flatten", "LeakyReLU",
+           "MaxPool2D", "MaxPooling2D", "ReLU", "Softmax", "LAYER_CLASSES", "ACTIVATION_LAYERS"]
