@@ -47,7 +47,11 @@ class FastEngine:
         self.kernels = NUMBA_KERNELS if kernels == "numba" else NUMPY_TWINS
         self.steps = plan.build_steps(self.layers)
         self.logit_steps = self.steps[:-1] if isinstance(self.steps[-1].layers[-1], Softmax) else self.steps
-        self.blas_splits_training = not any(isinstance(layer, Conv2D) for layer in self.layers)
+        # One thread (BLAS threaded) in training for an MLP, and for a model with a layer that must see the whole
+        # batch at once (BatchNormalization's batch statistics, Dropout's per-call mask): split, it would compute
+        # something else than the reference engine.
+        self.blas_splits_training = (not any(isinstance(layer, Conv2D) for layer in self.layers)
+                                     or any(layer.needs_whole_batch for layer in self.layers))
         self.workspaces = []
         self.thread_grads = []  # per extra thread: (flat gradient buffer, per-layer views into it)
         self._lock = threading.Lock()
