@@ -24,6 +24,9 @@ Backward in training, with dy = dLoss/dy; mean and var depend on every x of the 
     dbeta  = sum(dy)                 dgamma = sum(dy * xhat)
     dxhat  = dy * gamma
     dx     = inv / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
+           = gamma * inv * (dy - dbeta / M - xhat * dgamma / M)          (the same, as computed)
+
+The arrays are seen as (M, F) matrices (``x.reshape(-1, F)``, channels last) so that every sum is over rows.
 
 Backward at inference (the statistics are constants): dx = dy * gamma * inv.
 
@@ -40,38 +43,47 @@ from minicnn.layers.base import Layer, Parameter
 
 def batch_normalization_forward(x, gamma, beta, mean, variance, epsilon):
     """x (N, ..., F) normalized with the given per-feature mean and variance (F,) -> y, cache.
-    gamma/beta None mean 1/0 (scale=False/center=False)."""
+    gamma/beta None mean 1/0 (scale=False/center=False). As Keras: s = gamma * inv, y = x * s + (beta - mean * s)."""
     inv = 1 / np.sqrt(variance + x.dtype.type(epsilon))
     scale = inv * gamma if gamma is not None else inv
     shift = -mean * scale
     if beta is not None:
         shift = shift + beta
-    y = x * scale + shift
+    y = x * scale
+    y += shift
     return y, (x, mean, inv, gamma)
 
 
 def batch_statistics(x):
     """The per-feature mean and biased variance (F,) of x (N, ..., F), over all axes but the last."""
-    axes = tuple(range(x.ndim - 1))
-    return x.mean(axis=axes), x.var(axis=axes)
+    rows = x.reshape(-1, x.shape[-1])              # (M, F)
+    mean = rows.mean(axis=0)
+    centered = rows - mean
+    return mean, np.einsum("ij,ij->j", centered, centered) / x.dtype.type(len(rows))
 
 
 def batch_normalization_backward(dy, cache, training, need_input_grad=True):
     """dy (N, ..., F) -> dx or None, dgamma (F,), dbeta (F,). ``training``: the statistics were the batch's (dx
     then goes through them too), else constants."""
     x, mean, inv, gamma = cache
-    axes = tuple(range(x.ndim - 1))
-    xhat = (x - mean) * inv
-    dbeta = dy.sum(axis=axes)
-    dgamma = (dy * xhat).sum(axis=axes)
+    features = x.shape[-1]
+    rows, dy_rows = x.reshape(-1, features), dy.reshape(-1, features)     # (M, F)
+    xhat = rows - mean
+    xhat *= inv
+    dbeta = dy_rows.sum(axis=0)
+    dgamma = np.einsum("ij,ij->j", dy_rows, xhat)
     if not need_input_grad:
         return None, dgamma, dbeta
-    dxhat = dy * gamma if gamma is not None else dy
+    scale = gamma * inv if gamma is not None else inv
     if not training:
-        return dxhat * inv, dgamma, dbeta
-    count = x.size // x.shape[-1]
-    dx = (inv / count) * (count * dxhat - dxhat.sum(axis=axes) - xhat * (dxhat * xhat).sum(axis=axes))
-    return dx, dgamma, dbeta
+        return dy * scale, dgamma, dbeta
+    count = dy.dtype.type(len(rows))
+    dx = xhat
+    dx *= -dgamma / count                          # - xhat * dgamma / M
+    dx += dy_rows                                  # + dy
+    dx -= dbeta / count                            # - dbeta / M
+    dx *= scale                                    # all times gamma * inv
+    return dx.reshape(x.shape), dgamma, dbeta
 
 
 class BatchNormalization(Layer):
