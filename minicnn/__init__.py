@@ -15,6 +15,6 @@ from minicnn.model import ENGINES, Sequential, load_model, warm_up
 
 __version__ = "0.1.0"
 
-__all__ = ["callbacks", "layers", "optimizers", "regularizers", "Sequential", "load_model", "History", "ENGINES", "warm_up",
-           "seed_cnn", "default_cnn", "lenet5", "mlp", "report001", "report003", "report004", "ARCHITECTURES", "MiniCNNError", "ShapeError", "LabelError",
-           "NonFiniteLossError", "ModelFileError"]
+__all__ = ["callbacks", "layers", "optimizers", "regularizers", "Sequential", "load_model", "History", "ENGINES",
+           "warm_up", "seed_cnn", "default_cnn", "lenet5", "mlp", "report001", "report003", "report004",
+           "ARCHITECTURES", "MiniCNNError", "ShapeError", "LabelError", "NonFiniteLossError", "ModelFileError"]
