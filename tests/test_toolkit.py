@@ -286,3 +286,37 @@ def test_batch_normalization_refuses_a_training_batch_of_one():
 def test_dropout_rate_outside_0_1_is_refused(rate):
     with pytest.raises(ValueError, match=r"Dropout rate must be a number in \[0, 1\)"):
         Dropout(rate)
+
+
+# ---------------------------------------------------------------------------------------------- the reports' models
+def test_report_models():
+    report001 = minicnn.report001()
+    kinds = [type(layer).__name__ for layer in report001.layers]
+    assert kinds.count("BatchNormalization") == 5 and kinds.count("Conv2D") == 5
+    assert [layer.rate for layer in report001.layers if isinstance(layer, Dropout)] == [0.3, 0.4, 0.5, 0.5, 0.5]
+    assert [layer.filters for layer in report001.layers if isinstance(layer, Conv2D)] == [64, 64, 128, 128, 256]
+    assert all(layer.padding == "same" for layer in report001.layers if isinstance(layer, Conv2D))
+    assert report001.count_params() == 1_870_794 and report001.count_trainable_params() == 1_869_514
+    report003 = minicnn.report003()
+    assert [layer.negative_slope for layer in report003.layers if isinstance(layer, LeakyReLU)] == [0.2, 0.2]
+    report004, seed = minicnn.report004(), minicnn.seed_cnn()
+    first = report004.layers[0]
+    assert first.kernel_regularizer == l2(0.01) and first.bias_regularizer == l2(0.01)
+    assert all(layer.kernel_regularizer is None for layer in report004.layers[1:] if hasattr(layer, "kernel"))
+    for a, b in zip(report004.get_weights(), seed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the seed CNN's weights, and a penalty on them
+    assert report004.regularization_penalty() == pytest.approx(
+        0.01 * (np.sum(first.kernel.value.astype(np.float64) ** 2) + np.sum(first.bias.value ** 2)), rel=1e-5)
+
+
+def test_report001_trains_and_predicts_on_both_engines():
+    """Two steps of the real report001 at batch 16 on each engine (fast and reference agree), then predict."""
+    rng = np.random.default_rng(5)
+    x, y = rng.random((16, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 16)
+    models = [minicnn.report001(engine=engine) for engine in ("fast", "reference")]
+    results = []
+    for model in models:
+        model.compile(minicnn.optimizers.Adam(1e-3))
+        results.append([model.train_step(x, y)[0] for _ in range(2)])
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-4)
+    np.testing.assert_allclose(models[0].predict(x[:5]), models[1].predict(x[:5]), atol=1e-4)
