@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minicnn.errors import ShapeError
+
 
 @dataclass(eq=False)
 class Parameter:
@@ -106,6 +108,35 @@ class Layer:
     def __repr__(self):
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
         return f"{type(self).__name__}({arguments})"
+
+
+class Pooling2D(Layer):
+    """What MaxPool2D and AveragePooling2D share: ``(pool_size=2, strides=None, padding="valid")``, Keras's
+    arguments (strides default to the pool size), and the output shape."""
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", name=None):
+        super().__init__(name)
+        self.pool_size = pair(pool_size, "pool_size")
+        self.strides = pair(strides, "strides") if strides is not None else self.pool_size
+        self.padding = padding.lower()
+        if self.padding not in ("valid", "same"):
+            raise ValueError(f"{type(self).__name__} padding must be 'valid' or 'same', got {padding!r}")
+
+    def compute_output_shape(self, input_shape):
+        what = self.name or type(self).__name__
+        if len(input_shape) != 3:
+            raise ShapeError(f"{what} expects (height, width, channels), got {input_shape}.")
+        height, width, channels = input_shape
+        out_h, _ = window_output_size(height, self.pool_size[0], self.strides[0], self.padding)
+        out_w, _ = window_output_size(width, self.pool_size[1], self.strides[1], self.padding)
+        if out_h < 1 or out_w < 1:
+            raise ShapeError(f"{what}: a {self.pool_size} window does not fit in a {height}x{width} input. "
+                             "Remove a pooling layer or use padding='same'.")
+        return (out_h, out_w, channels)
+
+    def get_config(self):
+        return {"name": self.name, "pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": self.padding}
 
 
 def regularizer_config(layer):
