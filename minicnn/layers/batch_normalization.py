@@ -30,8 +30,10 @@ The arrays are seen as (M, F) matrices (``x.reshape(-1, F)``, channels last) so 
 
 Backward at inference (the statistics are constants): dx = dy * gamma * inv.
 
-A batch of one sample in training is an error: every feature then equals its own mean, so xhat = 0, y = beta
-whatever the input, and no gradient reaches the layers before.
+A batch of one sample in training is an error. After Dense, every feature then equals its own mean: xhat = 0,
+y = beta whatever the input, and no gradient reaches the layers before. After Conv2D the statistics would be those
+of a single image, and the moving statistics would learn from that: refused too (Keras computes it silently;
+PyTorch refuses only the first case).
 """
 from __future__ import annotations
 
@@ -132,8 +134,9 @@ class BatchNormalization(Layer):
             return y, (False, cache)
         if len(x) == 1:
             raise ShapeError(
-                f"{self.name or 'BatchNormalization'} got a training batch of one sample: each feature would be its "
-                "own mean, so the output would be beta whatever the input and nothing would learn. Train with "
+                f"{self.name or 'BatchNormalization'} got a training batch of one sample: batch statistics of one "
+                "sample mean nothing (after Dense each feature is its own mean, so the output would be beta whatever "
+                "the input and nothing before it would learn). Train with "
                 "batches of at least 2 (with fit, choose a batch_size that does not leave a last batch of one: "
                 "the training set size modulo batch_size must not be 1).")
         mean, variance = batch_statistics(x)
