@@ -7,14 +7,14 @@
 Reading order: minicnn/layers/ (one layer per file), minicnn/reference.py (the reference engine: those
 layers in order), minicnn/model.py, then minicnn/fast/ (the fast engine: a plan of fused steps and kernels).
 """
-from minicnn import callbacks, layers, optimizers
-from minicnn.architectures import ARCHITECTURES, default_cnn, lenet5, mlp, seed_cnn
+from minicnn import callbacks, layers, optimizers, regularizers
+from minicnn.architectures import ARCHITECTURES, default_cnn, lenet5, mlp, report001, report003, report004, seed_cnn
 from minicnn.errors import LabelError, MiniCNNError, ModelFileError, NonFiniteLossError, ShapeError
 from minicnn.history import History
 from minicnn.model import ENGINES, Sequential, load_model, warm_up
 
 __version__ = "0.1.0"
 
-__all__ = ["callbacks", "layers", "optimizers", "Sequential", "load_model", "History", "ENGINES", "warm_up",
-           "seed_cnn", "default_cnn", "lenet5", "mlp", "ARCHITECTURES", "MiniCNNError", "ShapeError", "LabelError",
-           "NonFiniteLossError", "ModelFileError"]
+__all__ = ["callbacks", "layers", "optimizers", "regularizers", "Sequential", "load_model", "History", "ENGINES",
+           "warm_up", "seed_cnn", "default_cnn", "lenet5", "mlp", "report001", "report003", "report004",
+           "ARCHITECTURES", "MiniCNNError", "ShapeError", "LabelError", "NonFiniteLossError", "ModelFileError"]

@@ -16,6 +16,11 @@ proves nothing: a broken backward pass can still make a model "learn".
 
 A layer is checked on L = sum(R * layer(x)) with a fixed random R, so that every output matters.
 
+Everything is checked in training mode (BatchNormalization with its batch statistics). What a training forward
+pass changes on a layer (moving statistics, a dropout layer's call counter, hence its mask) is put back
+before every evaluation (``Layer.snapshot``/``restore``): every difference sees the same mask as backprop did.
+The model's regularization penalties are part of the checked loss.
+
 Kinks: ReLU at 0 and max-pool ties have no derivative, and a difference whose step crosses one measures a mix
 of two slopes, not the gradient. Real images are full of them (black backgrounds are exact zeros: ReLU inputs
 of exactly 0 in an untrained model, whole pooling windows tied), so every difference is taken only where its
@@ -129,10 +134,12 @@ def pool_windows(layer, x):
 def kink_pattern(layer, x):
     """What decides where the layer's gradient goes for input x: for a ReLU, which inputs are positive; for a
     MaxPool2D, which entry of each window is its (first) maximum; None for a layer without kinks."""
-    from minicnn.layers import MaxPool2D, ReLU
+    from minicnn.layers import LeakyReLU, MaxPool2D, ReLU
 
     if isinstance(layer, ReLU):
         return x > 0
+    if isinstance(layer, LeakyReLU):
+        return x >= 0  # (its slope at exactly 0 is 1, as Keras on JAX: the positive side)
     if isinstance(layer, MaxPool2D):
         return pool_windows(layer, x).argmax(axis=-1)
     return None
@@ -225,10 +232,13 @@ def check_layer(layer, input_shape, batch_size=2, seed=0, epsilon=1e-6, max_entr
     if x is None:
         x = rng.standard_normal((batch_size, *layer.input_shape))
     x = np.array(x, dtype=np.float64)
+    before = layer.snapshot()
     y, cache = layer.forward(x, True)
+    after = layer.snapshot()
     projection = rng.standard_normal(y.shape)
 
     def loss_and_pattern():
+        layer.restore(before)
         output, pattern = forward_with_pattern([layer], x)
         return float((projection * output).sum()), pattern
 
@@ -238,6 +248,7 @@ def check_layer(layer, input_shape, batch_size=2, seed=0, epsilon=1e-6, max_entr
     tensors = [("input", x, dx)] + [(p.name, p.value, g) for p, g in zip(layer.parameters(), grads)]
     results = [_check_tensor(name, array, analytic, loss_and_pattern, base, epsilon, max_entries,
                              tolerance, rng) for name, array, analytic in tensors]
+    layer.restore(after)
     return _report(results, f"gradient check of {layer!r}", verbose)
 
 
@@ -275,15 +286,21 @@ def check_model(model, x, y, seed=0, epsilon=1e-6, max_entries=50, verbose=True,
         model = model.clone(dtype="float64")
     rng = np.random.default_rng(seed)
     x, y, logit_layers = _model_internals(model, x, y)
+    before = [layer.snapshot() for layer in model.layers]
 
     def loss_and_pattern():
+        for layer, snapshot in zip(model.layers, before):
+            layer.restore(snapshot)
         logits, pattern = forward_with_pattern(logit_layers, x)
-        return mean_cross_entropy(logits, y), pattern
+        return mean_cross_entropy(logits, y) + model.regularization_penalty(), pattern
 
     dx = model.loss_and_gradients(x, y, need_input_grad=True)[2].copy()
+    after = [layer.snapshot() for layer in model.layers]
     base = loss_and_pattern()
     tensors = [("input", x, dx)] + [(f"{layer.name}.{parameter.name}", parameter.value, parameter.grad)
                                     for layer in model.layers for parameter in layer.parameters()]
     results = [_check_tensor(name, array, analytic, loss_and_pattern, base, epsilon, max_entries,
                              tolerance, rng) for name, array, analytic in tensors]
+    for layer, snapshot in zip(model.layers, after):
+        layer.restore(snapshot)
     return _report(results, f"gradient check of model {model.name!r}", verbose)

@@ -84,7 +84,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ structure
     def add(self, layer):
-        """Append a layer. ``activation="relu"``/``"softmax"`` on a layer appends that activation layer too."""
+        """Append a layer. ``activation="relu"``/``"leaky_relu"``/``"softmax"`` on a layer appends that activation layer too."""
         if self.built:
             raise RuntimeError("add layers before the model is built (before fit, predict or build)")
         if self.input_shape is None and getattr(layer, "requested_input_shape", None) is not None:
@@ -99,7 +99,7 @@ class Sequential:
 
     def _append(self, layer):
         if layer.name is None:
-            base = type(layer).__name__.lower()
+            base = getattr(type(layer), "default_name", None) or type(layer).__name__.lower()
             taken = {existing.name for existing in self.layers}
             layer.name, count = base, 0
             while layer.name in taken:
@@ -174,7 +174,24 @@ class Sequential:
         """Every trainable Parameter, layer by layer."""
         return [p for layer in self.layers for p in layer.parameters()]
 
+    def states(self):
+        """Every non-trainable array (BatchNormalization's moving statistics), layer by layer, as Parameters."""
+        return [s for layer in self.layers for s in layer.state()]
+
+    def weights(self):
+        """Every Parameter and state, in Keras's order: layer by layer, each layer's trainable ones first."""
+        return [w for layer in self.layers for w in (*layer.parameters(), *layer.state())]
+
+    def regularization_penalty(self):
+        """The sum of every parameter's regularization penalty (kernel_regularizer=, bias_regularizer=): what Keras
+        adds to the loss (``model.losses``). 0.0 without regularizers."""
+        return float(sum(p.regularizer(p.value) for p in self.parameters() if p.regularizer is not None))
+
     def count_params(self):
+        """Trainable and non-trainable numbers (as Keras's count_params)."""
+        return sum(p.size for p in self.weights())
+
+    def count_trainable_params(self):
         return sum(p.size for p in self.parameters())
 
     @property
@@ -190,13 +207,16 @@ class Sequential:
         return self.output_shape[-1]
 
     def get_weights(self):
-        """Copies of every parameter array, in ``parameters()`` order (kernel, bias, kernel, bias, ...)."""
-        return [p.value.copy() for p in self.parameters()]
+        """Copies of every array, layer by layer in Keras's order: each layer's parameters, then its non-trainable
+        state (kernel, bias, ..., gamma, beta, moving_mean, moving_variance, ...): what ``keras_model.get_weights()``
+        lists for the same architecture."""
+        return [p.value.copy() for p in self.weights()]
 
     def set_weights(self, weights):
-        parameters = self.parameters()
+        parameters = self.weights()
         if len(weights) != len(parameters):
-            raise ShapeError(f"set_weights got {len(weights)} arrays, the model has {len(parameters)} parameters")
+            raise ShapeError(f"set_weights got {len(weights)} arrays, the model has {len(parameters)} parameters "
+                             f"({len(self.parameters())} trainable, {len(self.states())} non-trainable)")
         for parameter, array in zip(parameters, weights):
             array = np.asarray(array)
             if array.shape != parameter.shape:
@@ -301,20 +321,37 @@ class Sequential:
         Writes every parameter gradient of ``scale * sum of losses`` into ``grads`` (a list with one list of arrays
         per layer, shaped like ``layer.parameters()``; default: the parameters' own ``.grad`` views). scale defaults
         to 1/len(x), i.e. the gradient of the mean loss. Returns (sum of losses, number of correct predictions,
-        dLoss/dx or None): the input gradient is only computed when ``need_input_grad`` is True.
+        dLoss/dx or None): the input gradient is only computed when ``need_input_grad`` is True. The sum of losses
+        includes len(x) times the regularization penalty, so that it divided by len(x) is Keras's loss (the mean
+        loss + the penalties), and the gradients are those of ``scale`` times it.
         """
         if grads is None:
             grads = self._own_grads
         if scale is None:
             scale = 1.0 / len(x)
-        return self._engine.loss_and_gradients(x, y, grads, scale, need_input_grad)
+        loss_sum, correct, dx = self._engine.loss_and_gradients(x, y, grads, scale, need_input_grad)
+        penalty = self.add_penalty_gradients(grads, scale * len(x))
+        return loss_sum + penalty * len(x), correct, dx
+
+    def add_penalty_gradients(self, grads, factor=1.0):
+        """Add ``factor`` times the gradient of every regularization penalty to ``grads`` (one list of arrays per
+        layer, as ``loss_and_gradients``); return the total penalty. The one place penalties enter training: after
+        the engine's gradients, the same for every engine."""
+        penalty = 0.0
+        for layer, layer_grads in zip(self.layers, grads):
+            for parameter, grad in zip(layer.parameters(), layer_grads):
+                if parameter.regularizer is not None:
+                    penalty += float(parameter.regularizer(parameter.value))
+                    grad += grad.dtype.type(factor) * parameter.regularizer.gradient(parameter.value)
+        return penalty
 
     def train_step(self, x, y):
-        """One forward pass, backward pass and optimizer update on a prepared batch. Returns (mean loss, correct).
+        """One forward pass, backward pass and optimizer update on a prepared batch. Returns (mean loss including
+        the regularization penalties, as Keras reports it; correct predictions).
 
         Raises NonFiniteLossError, before updating anything, when the loss is NaN or infinite."""
         loss_sum, correct = self._engine.gradients(x, y, self._own_grads, self.flat_grads)
-        mean_loss = loss_sum / len(x)
+        mean_loss = loss_sum / len(x) + self.add_penalty_gradients(self._own_grads)
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(f"the training loss became {mean_loss}")
         self.optimizer.apply(self.flat_params, self.flat_grads, self._engine.kernels)
@@ -406,7 +443,8 @@ class Sequential:
         return history
 
     def evaluate(self, x, y, batch_size=256, verbose=0):
-        """(mean loss, accuracy) on x, y."""
+        """(mean loss, accuracy) on x, y, at inference (dropout off, BatchNormalization's moving statistics). The
+        loss includes the regularization penalties, as Keras's evaluate."""
         x = self.prepare_inputs(x)
         y = self.prepare_labels(y, len(x))
         loss_total, correct = 0.0, 0
@@ -416,7 +454,7 @@ class Sequential:
             loss_sum, _ = softmax_cross_entropy(logits, labels, 1.0)
             loss_total += loss_sum
             correct += int((logits.argmax(axis=1) == (labels if labels.ndim == 1 else labels.argmax(1))).sum())
-        loss, accuracy = loss_total / len(x), correct / len(x)
+        loss, accuracy = loss_total / len(x) + self.regularization_penalty(), correct / len(x)
         if verbose:
             print(f"loss: {loss:.4f} - accuracy: {accuracy:.4f}")
         return loss, accuracy
@@ -440,11 +478,12 @@ class Sequential:
         widths = [max(len(header), *(len(row[i]) for row in rows)) + 2
                   for i, header in enumerate(("Layer (type)", "Output Shape", "Param #"))]
         line = "".join(text.ljust(width) for text, width in zip(("Layer (type)", "Output Shape", "Param #"), widths))
-        total = self.count_params()
+        total, trainable = self.count_params(), self.count_trainable_params()
         text = [f'Model: "{self.name}"', "=" * sum(widths), line, "=" * sum(widths)]
         text += ["".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
         text += ["=" * sum(widths), f"Total params: {total:,} ({total * self.dtype.itemsize / 1024:.2f} KB, "
-                 f"{self.dtype.name})", f"Trainable params: {total:,}", "Non-trainable params: 0", "",
+                 f"{self.dtype.name})", f"Trainable params: {trainable:,}",
+                 f"Non-trainable params: {total - trainable:,}", "",
                  self.plan(batch_size, print_fn=None), ""]
         text = "\n".join(text)
         if print_fn is not None:

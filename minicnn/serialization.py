@@ -5,6 +5,8 @@ Inside the file (a zip of .npy arrays, readable with ``np.load(path, allow_pickl
 * ``format``: the string "minicnn-model-1"
 * ``architecture``: JSON text of ``model.get_config()`` plus the optimizer's class, settings and step count
 * ``param_000``, ``param_001``, ...: the weights, in ``model.parameters()`` order (Keras layouts)
+* ``state_000``, ...: the non-trainable arrays (BatchNormalization's moving mean and variance), in
+  ``model.states()`` order
 * ``optimizer_<name>``: the optimizer's flat state arrays (Adam's m and v), if saved
 
 ``save_model(..., metadata={...})`` stores a JSON-able dict (train.py: when and on which data the model was
@@ -39,6 +41,7 @@ def save_model(model, path, include_optimizer=True, metadata=None):
         path = path.with_name(path.name + ".npz")  # np.savez would append it anyway; be explicit
     architecture = model.get_config()
     arrays = {f"param_{index:03d}": p.value for index, p in enumerate(model.parameters())}
+    arrays.update({f"state_{index:03d}": s.value for index, s in enumerate(model.states())})
     optimizer = model.optimizer
     if include_optimizer and optimizer is not None and optimizer.state_arrays()[0] is not None:
         architecture["optimizer"] = {"class": type(optimizer).__name__, "config": optimizer.get_config(),
@@ -100,17 +103,19 @@ def read_model_file(path):
 
 
 def assign_weights(model, arrays, path):
-    """Copy the file's param_### arrays into the model's parameters, checking count, shapes and finiteness."""
-    parameters = model.parameters()
-    stored = sorted(name for name in arrays if name.startswith("param_"))
-    if len(stored) != len(parameters):
-        raise ModelFileError(f"{path}: the file holds {len(stored)} weight arrays, the model has {len(parameters)} "
-                             "parameters: it was saved from a different architecture.")
-    for index, parameter in enumerate(parameters):
-        array = arrays[f"param_{index:03d}"]
-        if array.shape != parameter.shape:
-            raise ModelFileError(f"{path}: weight {index} ({parameter.name}) has shape {array.shape} in the file but "
-                                 f"{parameter.shape} in the model: it was saved from a different architecture.")
-        if not np.all(np.isfinite(array)):
-            raise ModelFileError(f"{path}: weight {index} ({parameter.name}) contains NaN or infinity.")
-        parameter.value[...] = array
+    """Copy the file's param_### (and state_###) arrays into the model's parameters (and non-trainable state),
+    checking count, shapes and finiteness."""
+    for prefix, what, parameters in (("param_", "weight", model.parameters()),
+                                     ("state_", "non-trainable", model.states())):
+        stored = sorted(name for name in arrays if name.startswith(prefix))
+        if len(stored) != len(parameters):
+            raise ModelFileError(f"{path}: the file holds {len(stored)} {what} arrays, the model has "
+                                 f"{len(parameters)}: it was saved from a different architecture.")
+        for index, parameter in enumerate(parameters):
+            array = arrays[f"{prefix}{index:03d}"]
+            if array.shape != parameter.shape:
+                raise ModelFileError(f"{path}: {what} {index} ({parameter.name}) has shape {array.shape} in the file "
+                                     f"but {parameter.shape} in the model: it was saved from a different architecture.")
+            if not np.all(np.isfinite(array)):
+                raise ModelFileError(f"{path}: {what} {index} ({parameter.name}) contains NaN or infinity.")
+            parameter.value[...] = array

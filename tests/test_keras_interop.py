@@ -16,7 +16,7 @@ from keras_reference import digit_like_input, jax, keras, scaled_error, x64_enab
 import minicnn
 from minicnn.errors import MiniCNNError, ModelFileError
 from minicnn.interop import InteropWarning, UnsupportedLayerError, from_keras, load_keras_model, to_keras
-from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
+from minicnn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Softmax
 
 pytestmark = pytest.mark.parity  # .ci/run runs these again under each OPENBLAS_CORETYPE
 
@@ -57,13 +57,17 @@ def test_round_trip_keeps_layers_and_weights(architecture, fuse_activations):
     keras_arrays = [np.asarray(v.value) for v in keras_model.trainable_variables]
     for parameter, array in zip(model.parameters(), keras_arrays, strict=True):
         np.testing.assert_array_equal(array, parameter.value)
-    first = keras_model.layers[0] if architecture != "mlp" else keras_model.layers[1]
-    assert type(first) is (keras.layers.Conv2D if architecture != "mlp" else keras.layers.Dense)
-    if fuse_activations:
+    mlp = architecture in ("mlp", "report003")  # (Flatten first)
+    first = keras_model.layers[0] if not mlp else keras_model.layers[1]
+    assert type(first) is (keras.layers.Conv2D if not mlp else keras.layers.Dense)
+    after_first = (keras.layers.ReLU if architecture != "report003"
+                   else keras.layers.LeakyReLU)  # (leaky_relu: a LeakyReLU(0.2) layer, never fused)
+    if fuse_activations and architecture != "report003":
         assert first.activation is keras.activations.relu
         assert keras_model.layers[-1].activation is keras.activations.softmax
     else:
-        assert isinstance(keras_model.layers[1 if architecture != "mlp" else 2], keras.layers.ReLU)
+        assert isinstance(keras_model.layers[1 if not mlp else 2], after_first)
+    if not fuse_activations:
         assert isinstance(keras_model.layers[-1], keras.layers.Softmax)
 
     back = from_keras(keras_model)
@@ -112,7 +116,7 @@ def report_model(dropout=True):
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 def test_keras_model_trained_and_saved_loads_with_the_same_predictions(tmp_path):
     """A Keras model trained for a few steps (with Dropout active in training), saved to .keras, loaded into
-    minicnn: same predictions, in float32 and in float64."""
+    minicnn (Dropout included, with its rate): same predictions, in float32 and in float64."""
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(2)
     x, y = digit_like_input(rng, 64, dtype=np.float32), rng.integers(0, 10, 64)
@@ -123,9 +127,10 @@ def test_keras_model_trained_and_saved_loads_with_the_same_predictions(tmp_path)
     path = tmp_path / "digits.keras"
     keras_model.save(path)
 
-    with pytest.warns(InteropWarning, match="Dropout"):
-        model = load_keras_model(path)
-    assert [type(layer) for layer in model.layers] == [Conv2D, ReLU, MaxPool2D, Flatten, Dense, ReLU, Dense, Softmax]
+    model = load_keras_model(path)
+    assert [type(layer) for layer in model.layers] == [Conv2D, ReLU, MaxPool2D, Flatten, Dense, ReLU, Dropout, Dense,
+                                                       Softmax]
+    assert model.layers[6].rate == 0.5
     assert model.dtype == np.float32 and model.input_shape == (28, 28, 1)
     x_test = digit_like_input(rng, 16, dtype=np.float32)
     expected = keras_model.predict(x_test, verbose=0)
@@ -133,12 +138,11 @@ def test_keras_model_trained_and_saved_loads_with_the_same_predictions(tmp_path)
     assert scaled_error(predictions, expected) < FLOAT32_PREDICTIONS
     np.testing.assert_array_equal(predictions.argmax(axis=1), expected.argmax(axis=1))
 
-    with pytest.warns(InteropWarning):
-        model64 = load_keras_model(path, dtype="float64")
+    model64 = load_keras_model(path, dtype="float64")
     assert model64.dtype == np.float64
     assert scaled_error(model64.predict(x_test), expected) < FLOAT32_PREDICTIONS
 
-    # The loaded model trains on in minicnn (without the Dropout, as the warning said).
+    # The loaded model trains on in minicnn (with its Dropout).
     model.compile(optimizer="adam")
     loss, _ = model.train_step(x[:16], y[:16])
     assert np.isfinite(loss)
@@ -199,13 +203,14 @@ def test_from_keras_needs_a_known_input_shape():
 
 
 @pytest.mark.parametrize("make_layer, message", [
-    (lambda: keras.layers.BatchNormalization(name="bn"), "'bn' .*BatchNormalization"),
-    (lambda: keras.layers.AveragePooling2D(2, name="avg"), "'avg' .*AveragePooling2D"),
+    (lambda: keras.layers.BatchNormalization(axis=1, name="bn"), "'bn' .*axis=1"),
+    (lambda: keras.layers.AveragePooling2D(2, data_format="channels_first", name="avg"), "'avg' .*data_format"),
     (lambda: keras.layers.Conv2D(2, 3, dilation_rate=2, name="dilated"), "'dilated'.*dilation_rate"),
     (lambda: keras.layers.Conv2D(2, 3, activation="tanh", name="tanh_conv"), "'tanh_conv'.*tanh"),
     (lambda: keras.layers.ReLU(max_value=6.0, name="relu6"), "'relu6'.*max_value"),
-    (lambda: keras.layers.LeakyReLU(name="leaky"), "'leaky' .*LeakyReLU"),
-], ids=["batchnorm", "avgpool", "dilation", "tanh", "relu6", "leaky_relu"])
+    (lambda: keras.layers.PReLU(name="prelu"), "'prelu' .*PReLU"),
+    (lambda: keras.layers.Conv2D(2, 3, activity_regularizer="l2", name="active"), "'active'.*activity_regularizer"),
+], ids=["batchnorm-axis-1", "avgpool-channels-first", "dilation", "tanh", "relu6", "prelu", "activity-regularizer"])
 def test_from_keras_refuses_what_it_cannot_reproduce(make_layer, message):
     keras_model = keras.Sequential([keras.Input((8, 8, 2)), make_layer(), keras.layers.Flatten(),
                                     keras.layers.Dense(2)])

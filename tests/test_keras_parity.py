@@ -30,7 +30,7 @@ from keras_reference import digit_like_input, jax, keras, scaled_error, tie_free
 
 import minicnn
 from minicnn.interop import to_keras
-from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
+from minicnn.layers import AveragePooling2D, Conv2D, Dense, Flatten, LeakyReLU, MaxPool2D, ReLU, Softmax
 from minicnn.optimizers import Adam
 
 pytestmark = pytest.mark.parity  # .ci/run runs these again under each OPENBLAS_CORETYPE
@@ -255,6 +255,12 @@ LAYER_CASES = {
     "conv_3x2_strides_2x1_valid": (lambda: Conv2D(3, (3, 2), strides=(2, 1)), (7, 6, 2), None),
     "dense": (lambda: Dense(5), (12,), None),
     "relu_with_exact_zeros": (lambda: ReLU(), (5, 5, 2), relu_input),
+    "leaky_relu_with_exact_zeros": (lambda: LeakyReLU(), (5, 5, 2), relu_input),
+    "leaky_relu_0.2": (lambda: LeakyReLU(negative_slope=0.2), (7,), None),
+    "avgpool_2x2_odd_input": (lambda: AveragePooling2D(2), (5, 5, 3), None),
+    "avgpool_3x3_stride2_odd_input": (lambda: AveragePooling2D(3, strides=2), (7, 7, 2), None),
+    "avgpool_2x2_same_odd_input": (lambda: AveragePooling2D(2, padding="same"), (5, 7, 2), None),
+    "avgpool_3x3_stride2_same_even": (lambda: AveragePooling2D(3, strides=2, padding="same"), (6, 6, 2), None),
     "flatten": (lambda: Flatten(), (3, 4, 2), None),
     "softmax": (lambda: Softmax(), (6,), None),
     "maxpool_2x2_odd_input": (lambda: MaxPool2D(2), (5, 5, 3), None),

@@ -9,7 +9,7 @@ import pytest
 
 import minicnn
 from minicnn.gradcheck import check_layer, check_model
-from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
+from minicnn.layers import AveragePooling2D, Conv2D, Dense, Flatten, LeakyReLU, MaxPool2D, ReLU, Softmax
 
 pytestmark = pytest.mark.gradcheck  # .ci/run runs these again under each OPENBLAS_CORETYPE
 
@@ -27,7 +27,13 @@ LAYER_CASES = [
     pytest.param(lambda: MaxPool2D(3, strides=2), (7, 7, 2), id="pool-3-stride2-overlap"),
     pytest.param(lambda: MaxPool2D(2, padding="same"), (5, 5, 2), id="pool-2-same-odd"),
     pytest.param(lambda: MaxPool2D(3, strides=2, padding="same"), (6, 7, 2), id="pool-3-stride2-same"),
+    pytest.param(lambda: AveragePooling2D(2), (5, 7, 2), id="avgpool-2-odd-input"),
+    pytest.param(lambda: AveragePooling2D(3, strides=2), (7, 7, 2), id="avgpool-3-stride2-overlap"),
+    pytest.param(lambda: AveragePooling2D(2, padding="same"), (5, 5, 2), id="avgpool-2-same-odd"),
+    pytest.param(lambda: AveragePooling2D(3, strides=2, padding="same"), (6, 7, 2), id="avgpool-3-stride2-same"),
     pytest.param(lambda: ReLU(), (3, 4, 5), id="relu"),
+    pytest.param(lambda: LeakyReLU(), (3, 4, 5), id="leaky-relu"),
+    pytest.param(lambda: LeakyReLU(negative_slope=0.2), (7,), id="leaky-relu-0.2"),
     pytest.param(lambda: Flatten(), (3, 3, 2), id="flatten"),
     pytest.param(lambda: Dense(5), (7,), id="dense"),
     pytest.param(lambda: Softmax(), (6,), id="softmax"),

@@ -48,6 +48,11 @@ class FastEngine:
         self.steps = plan.build_steps(self.layers)
         self.logit_steps = self.steps[:-1] if isinstance(self.steps[-1].layers[-1], Softmax) else self.steps
         self.blas_splits_training = not any(isinstance(layer, Conv2D) for layer in self.layers)
+        # A layer that must see the whole batch at once in training (BatchNormalization's batch statistics,
+        # Dropout's per-call mask): the batch is not split over threads (split, the model would compute something
+        # else than on the reference engine). A CNN then trains on one thread with one BLAS thread (BLAS threads
+        # make Winograd's many small products several times slower); an MLP lets BLAS use the threads as ever.
+        self.whole_batch = any(layer.needs_whole_batch for layer in self.layers)
         self.workspaces = []
         self.thread_grads = []  # per extra thread: (flat gradient buffer, per-layer views into it)
         self._lock = threading.Lock()
@@ -102,7 +107,7 @@ class FastEngine:
                 loss_sum, correct, _ = self._loss_and_gradients(x, y, grads, scale, False, self.kernels,
                                                                 self._workspace(0))
             return loss_sum, correct
-        parts = split(len(x), threads)
+        parts = [(0, len(x))] if self.whole_batch else split(len(x), threads)
 
         def part(slot):
             start, stop = parts[slot]
@@ -140,7 +145,7 @@ class FastEngine:
 
     def plan(self, batch_size):
         """The plan as text for a batch of ``batch_size`` images (see minicnn/fast/plan.py)."""
-        threads = 1 if self.blas_splits_training else resolve_threads(self.threads)
+        threads = 1 if self.blas_splits_training or self.whole_batch else resolve_threads(self.threads)
         header = (f"fast engine, {'Numba kernels' if self.kernels is NUMBA_KERNELS else 'NumPy twins'}, "
                   f"batch {batch_size} over {len(split(batch_size, threads))} thread(s):")
         return header + "\n" + plan.describe(self.steps, batch_size, threads)

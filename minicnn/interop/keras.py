@@ -14,13 +14,22 @@ Layer by layer (both directions)::
     Flatten()                                   Flatten() (channels_last: both flatten NHWC in the same order)
     ReLU()                                      ReLU(), Activation("relu"), or activation="relu" on Conv2D/Dense
     Softmax()                                   Softmax(axis=-1), Activation("softmax"), or activation="softmax"
+    LeakyReLU(negative_slope)                   LeakyReLU(negative_slope), or activation="leaky_relu" (slope 0.2)
+    AveragePooling2D(pool_size, strides,        AveragePooling2D(pool_size, strides, padding)
+                     padding)
+    Dropout(rate, seed)                         Dropout(rate, seed=seed) (the masks differ: Keras draws its own)
+    BatchNormalization(momentum, epsilon,       BatchNormalization(axis=-1, momentum, epsilon, center, scale);
+                       center, scale)           gamma, beta, moving_mean, moving_variance: the same arrays
+    kernel_regularizer=/bias_regularizer=       keras.regularizers.L1 / L2 / L1L2 with the same factors
+    l1, l2, l1_l2 on Conv2D and Dense
 
 minicnn keeps activations as separate layers: Keras's ``Dense(64, activation="relu")`` becomes ``Dense(64)`` and
 ``ReLU()``. ``to_keras`` fuses them back by default (``fuse_activations=False`` emits ``keras.layers.ReLU`` and
 ``keras.layers.Softmax`` instead).
 
-From Keras, ``InputLayer`` and ``activation="linear"`` are dropped silently; layers that are the identity at
-inference (Dropout, SpatialDropout2D, GaussianDropout, GaussianNoise, AlphaDropout) are skipped with an
+From Keras, ``InputLayer`` and ``activation="linear"`` are dropped silently; other layers that are the identity at
+inference (SpatialDropout2D, GaussianDropout, GaussianNoise, AlphaDropout; Dropout with a noise_shape) are
+skipped with an
 ``InteropWarning``: predictions are unchanged, but training the converted model further in minicnn runs
 without them. ``use_bias=False`` becomes a zero bias (with a warning: minicnn will train it). Any other layer
 or setting raises ``UnsupportedLayerError`` naming the layer.
@@ -103,7 +112,18 @@ def to_keras(model, fuse_activations=True):
     separate ``keras.layers.ReLU`` / ``keras.layers.Softmax``. The Keras model is not compiled.
     """
     keras = _import_keras()
-    from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
+    from minicnn.layers import (
+        AveragePooling2D,
+        BatchNormalization,
+        Conv2D,
+        Dense,
+        Dropout,
+        Flatten,
+        LeakyReLU,
+        MaxPool2D,
+        ReLU,
+        Softmax,
+    )
 
     if not model.built:
         model.build()
@@ -121,7 +141,9 @@ def to_keras(model, fuse_activations=True):
         if kind in (Conv2D, Dense):
             # Built with zeros (the weights are overwritten below): Keras's random initializers would compile a
             # JAX kernel for every new weight shape, seconds per model. The minicnn initializers are put back after.
-            common.update(kernel_initializer="zeros", bias_initializer="zeros")
+            common.update(kernel_initializer="zeros", bias_initializer="zeros",
+                          kernel_regularizer=_keras_regularizer(keras, layer.kernel_regularizer),
+                          bias_regularizer=_keras_regularizer(keras, layer.bias_regularizer))
             activation = None
             if fuse_activations and type(following) in (ReLU, Softmax):
                 activation = "relu" if type(following) is ReLU else "softmax"
@@ -135,6 +157,17 @@ def to_keras(model, fuse_activations=True):
         elif kind is MaxPool2D:
             keras_layer = keras.layers.MaxPooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding,
                                                     **common)
+        elif kind is AveragePooling2D:
+            keras_layer = keras.layers.AveragePooling2D(layer.pool_size, strides=layer.strides, padding=layer.padding,
+                                                        **common)
+        elif kind is BatchNormalization:
+            keras_layer = keras.layers.BatchNormalization(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon,
+                                                          center=layer.center, scale=layer.scale, **common)
+            weighted.append((keras_layer, layer))
+        elif kind is Dropout:
+            keras_layer = keras.layers.Dropout(layer.rate, seed=layer.seed, **common)
+        elif kind is LeakyReLU:
+            keras_layer = keras.layers.LeakyReLU(negative_slope=layer.negative_slope, **common)
         elif kind is Flatten:
             keras_layer = keras.layers.Flatten(**common)
         elif kind is ReLU:
@@ -149,15 +182,46 @@ def to_keras(model, fuse_activations=True):
     keras_model = keras.Sequential([keras.Input(shape=tuple(model.input_shape), dtype=dtype), *keras_layers],
                                    name=model.name)
     for keras_layer, layer in weighted:
-        keras_layer.set_weights([np.array(p.value, dtype=dtype) for p in layer.parameters()])
-        keras_layer.kernel_initializer = keras.initializers.get(layer.kernel_initializer)
-        keras_layer.bias_initializer = keras.initializers.get(layer.bias_initializer)
+        keras_layer.set_weights([np.array(p.value, dtype=dtype) for p in (*layer.parameters(), *layer.state())])
+        if hasattr(layer, "kernel_initializer"):
+            keras_layer.kernel_initializer = keras.initializers.get(layer.kernel_initializer)
+            keras_layer.bias_initializer = keras.initializers.get(layer.bias_initializer)
     return keras_model
+
+
+def _keras_regularizer(keras, regularizer):
+    """minicnn's l1/l2/l1_l2 -> keras.regularizers.L1/L2/L1L2 with the same factors (None -> None)."""
+    from minicnn.regularizers import L1, L2
+
+    if regularizer is None:
+        return None
+    if type(regularizer) is L1:
+        return keras.regularizers.L1(regularizer.l1)
+    if type(regularizer) is L2:
+        return keras.regularizers.L2(regularizer.l2)
+    return keras.regularizers.L1L2(l1=regularizer.l1, l2=regularizer.l2)
+
+
+def _minicnn_regularizer(keras, regularizer, where):
+    """keras.regularizers.L1/L2/L1L2 -> minicnn's (None -> None); anything else is an error."""
+    from minicnn import regularizers
+
+    if regularizer is None:
+        return None
+    config = regularizer.get_config()
+    if type(regularizer) is keras.regularizers.L1:
+        return regularizers.l1(float(config["l1"]))
+    if type(regularizer) is keras.regularizers.L2:
+        return regularizers.l2(float(config["l2"]))
+    if type(regularizer) is keras.regularizers.L1L2:
+        return regularizers.l1_l2(float(config["l1"]), float(config["l2"]))
+    raise UnsupportedLayerError(f"from_keras: {where} has the regularizer {type(regularizer).__name__}; minicnn has "
+                                "L1, L2 and L1L2")
 
 
 # ---------------------------------------------------------------------------------------------- Keras -> minicnn
 def _identity_at_inference(keras):
-    names = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
+    names = ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
              "GaussianNoise", "AlphaDropout")
     return tuple(getattr(keras.layers, name) for name in names if hasattr(keras.layers, name))
 
@@ -211,22 +275,23 @@ def _input_shape(keras_model, input_shape):
 
 
 def _activation_layer(activation, where):
-    """'relu' -> ReLU(), 'softmax' -> Softmax(), 'linear'/None -> None; anything else is an error."""
-    from minicnn.layers import ReLU, Softmax
+    """'relu' -> ReLU(), 'softmax' -> Softmax(), 'leaky_relu' -> LeakyReLU(0.2), 'linear'/None -> None; anything
+    else is an error."""
+    from minicnn.layers import ACTIVATION_LAYERS
 
     if activation in (None, "linear"):
         return None
-    if activation == "relu":
-        return ReLU()
-    if activation == "softmax":
-        return Softmax()
-    raise UnsupportedLayerError(f"from_keras: {where} uses activation {activation!r}; minicnn has 'relu' and "
-                                "'softmax' (and 'linear')")
+    if activation in ACTIVATION_LAYERS:
+        return ACTIVATION_LAYERS[activation]()
+    raise UnsupportedLayerError(f"from_keras: {where} uses activation {activation!r}; minicnn has 'relu', "
+                                "'leaky_relu' and 'softmax' (and 'linear')")
 
 
 def _activation_name(keras, function):
-    """'relu', 'softmax' or 'linear' for Keras's own activation functions; otherwise the function's name."""
-    known = {keras.activations.relu: "relu", keras.activations.softmax: "softmax", keras.activations.linear: "linear"}
+    """'relu', 'softmax', 'leaky_relu' or 'linear' for Keras's own activation functions; otherwise the function's
+    name."""
+    known = {keras.activations.relu: "relu", keras.activations.softmax: "softmax", keras.activations.linear: "linear",
+             keras.activations.leaky_relu: "leaky_relu"}
     if function is None:
         return None
     try:
@@ -276,7 +341,18 @@ def from_keras(keras_model, dtype=None, input_shape=None):
     Raises ``UnsupportedLayerError`` for a layer or setting minicnn cannot reproduce exactly.
     """
     keras = _import_keras()
-    from minicnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Softmax
+    from minicnn.layers import (
+        AveragePooling2D,
+        BatchNormalization,
+        Conv2D,
+        Dense,
+        Dropout,
+        Flatten,
+        LeakyReLU,
+        MaxPool2D,
+        ReLU,
+        Softmax,
+    )
     from minicnn.model import Sequential
 
     layers = _layer_chain(keras, keras_model)
@@ -318,26 +394,57 @@ def from_keras(keras_model, dtype=None, input_shape=None):
                           "unchanged, but minicnn has no such layer and training this model further in minicnn "
                           "runs without it", InteropWarning, stacklevel=2)
             continue
-        if kind in (keras.layers.Conv2D, keras.layers.MaxPooling2D, keras.layers.Flatten):
+        pools = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+        if kind in (keras.layers.Conv2D, keras.layers.Flatten, *pools):
             data_format = getattr(keras_layer, "data_format", "channels_last")
             _check_setting(data_format in ("channels_last", None), where, f"data_format={data_format!r}")
-        if kind in (keras.layers.Conv2D, keras.layers.MaxPooling2D):
+        if kind in (keras.layers.Conv2D, *pools):
             _check_setting(keras_layer.padding in ("valid", "same"), where, f"padding={keras_layer.padding!r}")
+        if kind in (keras.layers.Conv2D, keras.layers.Dense):
+            regularizers = {name: _minicnn_regularizer(keras, getattr(keras_layer, name, None), where)
+                            for name in ("kernel_regularizer", "bias_regularizer")}
+            activity = getattr(keras_layer, "activity_regularizer", None)
+            _check_setting(activity is None, where, f"activity_regularizer={activity!r}")
         if kind is keras.layers.Conv2D:
             dilation = tuple(keras_layer.dilation_rate)
             _check_setting(dilation == (1, 1), where, f"dilation_rate={dilation}")
             _check_setting(keras_layer.groups == 1, where, f"groups={keras_layer.groups}")
             add(Conv2D(keras_layer.filters, tuple(keras_layer.kernel_size), strides=tuple(keras_layer.strides),
-                       padding=keras_layer.padding), name)
+                       padding=keras_layer.padding, **regularizers), name)
             weights += _weights(keras, keras_layer, where)
             add_activation(_activation_name(keras, keras_layer.activation), name, where)
         elif kind is keras.layers.Dense:
-            add(Dense(keras_layer.units), name)
+            add(Dense(keras_layer.units, **regularizers), name)
             weights += _weights(keras, keras_layer, where)
             add_activation(_activation_name(keras, keras_layer.activation), name, where)
         elif kind is keras.layers.MaxPooling2D:
             strides = keras_layer.strides or keras_layer.pool_size
             add(MaxPool2D(tuple(keras_layer.pool_size), strides=tuple(strides), padding=keras_layer.padding), name)
+        elif kind is keras.layers.AveragePooling2D:
+            strides = keras_layer.strides or keras_layer.pool_size
+            add(AveragePooling2D(tuple(keras_layer.pool_size), strides=tuple(strides), padding=keras_layer.padding),
+                name)
+        elif kind is keras.layers.Dropout and getattr(keras_layer, "noise_shape", None) is None:
+            add(Dropout(float(keras_layer.rate), seed=keras_layer.seed), name)
+        elif kind is keras.layers.Dropout:
+            warnings.warn(f"from_keras: skipped {where}: it has a noise_shape, which minicnn's Dropout does not "
+                          "have; it is the identity at inference, so predictions are unchanged, but training this "
+                          "model further in minicnn runs without it", InteropWarning, stacklevel=2)
+        elif kind is keras.layers.LeakyReLU:
+            add(LeakyReLU(negative_slope=float(keras_layer.negative_slope)), name)
+        elif kind is keras.layers.BatchNormalization:
+            axis = keras_layer.axis
+            try:
+                last = len(keras_layer.input.shape) - 1
+            except (AttributeError, ValueError):
+                last = -1
+            _check_setting(axis in (-1, last), where,
+                           f"axis={axis} (minicnn normalizes the last axis, the channels of NHWC)")
+            for setting in ("renorm", "synchronized"):
+                _check_setting(not getattr(keras_layer, setting, False), where, f"{setting}=True")
+            add(BatchNormalization(momentum=float(keras_layer.momentum), epsilon=float(keras_layer.epsilon),
+                                   center=keras_layer.center, scale=keras_layer.scale), name)
+            weights += [_to_numpy(keras, variable) for variable in keras_layer.weights]
         elif kind is keras.layers.Flatten:
             add(Flatten(), name)
         elif kind is keras.layers.ReLU:
@@ -357,8 +464,9 @@ def from_keras(keras_model, dtype=None, input_shape=None):
         else:
             raise UnsupportedLayerError(
                 f"from_keras: {where} has no minicnn equivalent. minicnn supports Conv2D, Dense, MaxPooling2D, "
-                "Flatten, ReLU, Softmax and Activation('relu'/'softmax'/'linear'), skips InputLayer and "
-                "Dropout-like layers, and refuses anything else rather than compute something different.")
+                "AveragePooling2D, BatchNormalization, Dropout, Flatten, ReLU, LeakyReLU, Softmax and "
+                "Activation('relu'/'leaky_relu'/'softmax'/'linear'), skips InputLayer and other dropout-like "
+                "layers, and refuses anything else rather than compute something different.")
 
     model = Sequential(minicnn_layers, input_shape=shape, dtype=dtype, name=keras_model.name)
     model.set_weights(weights)

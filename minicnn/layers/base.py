@@ -10,12 +10,20 @@ A layer is used in three steps::
 gradient of each parameter into ``grads`` (a list of arrays shaped like ``layer.parameters()``, normally the
 parameters' own ``.grad`` arrays) and returns the input gradient (``None`` when ``need_input_grad`` is False,
 which the first layer of a model uses to skip work nobody reads).
+
+Non-trainable state (BatchNormalization's moving mean and variance) is ``layer.state()``: Parameters whose
+``grad`` is None, which a training forward pass may update in place. The model saves, loads, counts and copies
+them (``get_weights`` lists a layer's parameters, then its state: Keras's order). ``snapshot()``/``restore()``
+save and put back everything a training forward pass changes on a layer (the state, a dropout layer's call
+counter): gradient checks evaluate the same training step many times.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from minicnn.errors import ShapeError
 
 
 @dataclass(eq=False)
@@ -25,7 +33,8 @@ class Parameter:
 
     name: str
     value: np.ndarray
-    grad: np.ndarray
+    grad: np.ndarray | None     # None for non-trainable state
+    regularizer: object = None  # a minicnn.regularizers penalty on this parameter (kernel_regularizer=...)
 
     @classmethod
     def create(cls, name, value):
@@ -43,6 +52,8 @@ class Parameter:
 class Layer:
     """Base class. Subclasses set ``self.name`` via ``__init__(name=...)`` and override build/forward/backward."""
 
+    needs_whole_batch = False  # True: training must see the whole batch in one call (no split over threads)
+
     def __init__(self, name=None):
         self.name = name
         self.input_shape = None
@@ -54,6 +65,18 @@ class Layer:
         """The trainable Parameters of this layer, in a fixed order (kernel before bias)."""
         return []
 
+    def state(self):
+        """The non-trainable arrays of this layer (Parameters with grad None), in a fixed order."""
+        return []
+
+    def snapshot(self):
+        """What a training forward pass changes on this layer, to put back with ``restore``."""
+        return [s.value.copy() for s in self.state()]
+
+    def restore(self, snapshot):
+        for s, value in zip(self.state(), snapshot):
+            s.value[...] = value
+
     def build(self, input_shape, dtype, rng):
         self.input_shape = tuple(input_shape)
         self.dtype = np.dtype(dtype)
@@ -64,7 +87,8 @@ class Layer:
         return tuple(input_shape)
 
     def count_params(self):
-        return sum(p.size for p in self.parameters())
+        """Trainable and non-trainable numbers, as Keras's count_params."""
+        return sum(p.size for p in self.parameters()) + sum(s.size for s in self.state())
 
     def get_config(self):
         """The constructor arguments that rebuild this layer (saved as JSON in model files)."""
@@ -84,6 +108,43 @@ class Layer:
     def __repr__(self):
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
         return f"{type(self).__name__}({arguments})"
+
+
+class Pooling2D(Layer):
+    """What MaxPool2D and AveragePooling2D share: ``(pool_size=2, strides=None, padding="valid")``, Keras's
+    arguments (strides default to the pool size), and the output shape."""
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", name=None):
+        super().__init__(name)
+        self.pool_size = pair(pool_size, "pool_size")
+        self.strides = pair(strides, "strides") if strides is not None else self.pool_size
+        self.padding = padding.lower()
+        if self.padding not in ("valid", "same"):
+            raise ValueError(f"{type(self).__name__} padding must be 'valid' or 'same', got {padding!r}")
+
+    def compute_output_shape(self, input_shape):
+        what = self.name or type(self).__name__
+        if len(input_shape) != 3:
+            raise ShapeError(f"{what} expects (height, width, channels), got {input_shape}.")
+        height, width, channels = input_shape
+        out_h, _ = window_output_size(height, self.pool_size[0], self.strides[0], self.padding)
+        out_w, _ = window_output_size(width, self.pool_size[1], self.strides[1], self.padding)
+        if out_h < 1 or out_w < 1:
+            raise ShapeError(f"{what}: a {self.pool_size} window does not fit in a {height}x{width} input. "
+                             "Remove a pooling layer or use padding='same'.")
+        return (out_h, out_w, channels)
+
+    def get_config(self):
+        return {"name": self.name, "pool_size": list(self.pool_size), "strides": list(self.strides),
+                "padding": self.padding}
+
+
+def regularizer_config(layer):
+    """The kernel_regularizer/bias_regularizer entries of a layer's config (only those that are set)."""
+    from minicnn.regularizers import serialize
+
+    return {name: serialize(getattr(layer, name)) for name in ("kernel_regularizer", "bias_regularizer")
+            if getattr(layer, name) is not None}
 
 
 def pair(value, what):

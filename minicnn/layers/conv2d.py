@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from minicnn import regularizers
 from minicnn.errors import ShapeError
 from minicnn.initializers import initialize
-from minicnn.layers.base import Layer, Parameter, pair, window_output_size
+from minicnn.layers.base import Layer, Parameter, pair, regularizer_config, window_output_size
 from minicnn.layers.maxpool2d import window_slices
 
 
@@ -107,11 +108,13 @@ def conv2d_backward(dy, cache, need_input_grad=True):
 class Conv2D(Layer):
     """``Conv2D(filters, kernel_size, strides=1, padding="valid")``, as ``keras.layers.Conv2D``.
 
-    ``activation="relu"`` is accepted for Keras habits: the model then puts a ReLU layer right after this one.
+    ``activation="relu"`` (or ``"leaky_relu"``) is accepted for Keras habits: the model then puts a ReLU (or
+    LeakyReLU(0.2)) layer right after this one.
     """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", input_shape=None, name=None):
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", kernel_regularizer=None,
+                 bias_regularizer=None, input_shape=None, name=None):
         super().__init__(name)
         if int(filters) < 1:
             raise ValueError(f"Conv2D needs at least one filter, got filters={filters!r}")
@@ -124,6 +127,8 @@ class Conv2D(Layer):
         self.activation = activation
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "Conv2D kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "Conv2D bias_regularizer")
         self.requested_input_shape = tuple(input_shape) if input_shape is not None else None
         self.kernel = None
         self.bias = None
@@ -150,6 +155,7 @@ class Conv2D(Layer):
         kernel_shape = (*self.kernel_size, input_shape[2], self.filters)
         self.kernel = Parameter.create("kernel", initialize(self.kernel_initializer, kernel_shape, self.dtype, rng))
         self.bias = Parameter.create("bias", initialize(self.bias_initializer, (self.filters,), self.dtype, rng))
+        self.kernel.regularizer, self.bias.regularizer = self.kernel_regularizer, self.bias_regularizer
         return output_shape
 
     def forward(self, x, training=False):
@@ -164,4 +170,5 @@ class Conv2D(Layer):
     def get_config(self):
         return {"name": self.name, "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": self.padding,
-                "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer}
+                "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer,
+                **regularizer_config(self)}

@@ -15,9 +15,10 @@ Backward, with dy = dLoss/dy (N, D_out)::
 """
 from __future__ import annotations
 
+from minicnn import regularizers
 from minicnn.errors import ShapeError
 from minicnn.initializers import initialize
-from minicnn.layers.base import Layer, Parameter
+from minicnn.layers.base import Layer, Parameter, regularizer_config
 
 
 def dense_forward(x, kernel, bias):
@@ -41,11 +42,11 @@ def dense_backward(dy, cache, need_input_grad=True):
 
 
 class Dense(Layer):
-    """``Dense(units)``, as ``keras.layers.Dense``. ``activation="relu"`` or ``"softmax"`` is accepted for Keras
-    habits: the model then puts a ReLU or Softmax layer right after this one."""
+    """``Dense(units)``, as ``keras.layers.Dense``. ``activation="relu"``, ``"leaky_relu"`` or ``"softmax"`` is
+    accepted for Keras habits: the model then puts a ReLU, LeakyReLU(0.2) or Softmax layer right after this one."""
 
     def __init__(self, units, activation=None, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 input_shape=None, name=None):
+                 kernel_regularizer=None, bias_regularizer=None, input_shape=None, name=None):
         super().__init__(name)
         if int(units) < 1:
             raise ValueError(f"Dense needs at least one unit, got units={units!r}")
@@ -53,6 +54,8 @@ class Dense(Layer):
         self.activation = activation
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "Dense kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "Dense bias_regularizer")
         self.requested_input_shape = tuple(input_shape) if input_shape is not None else None
         self.kernel = None
         self.bias = None
@@ -72,6 +75,7 @@ class Dense(Layer):
         self.kernel = Parameter.create(
             "kernel", initialize(self.kernel_initializer, (input_shape[0], self.units), self.dtype, rng))
         self.bias = Parameter.create("bias", initialize(self.bias_initializer, (self.units,), self.dtype, rng))
+        self.kernel.regularizer, self.bias.regularizer = self.kernel_regularizer, self.bias_regularizer
         return output_shape
 
     def forward(self, x, training=False):
@@ -85,4 +89,4 @@ class Dense(Layer):
 
     def get_config(self):
         return {"name": self.name, "units": self.units, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+                "bias_initializer": self.bias_initializer, **regularizer_config(self)}

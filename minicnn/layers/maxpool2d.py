@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minicnn.errors import ShapeError
-from minicnn.layers.base import Layer, pair, window_output_size
+from minicnn.layers.base import Pooling2D, window_output_size
 
 
 def window_slices(offset_y, offset_x, strides, out_h, out_w):
@@ -76,35 +75,11 @@ def maxpool2d_backward(dy, cache):
     return dx[:, pad_h[0]:padded_shape[1] - pad_h[1], pad_w[0]:padded_shape[2] - pad_w[1], :]
 
 
-class MaxPool2D(Layer):
+class MaxPool2D(Pooling2D):
     """``MaxPool2D(pool_size=2, strides=None, padding="valid")``, as ``keras.layers.MaxPooling2D``."""
-
-    def __init__(self, pool_size=2, strides=None, padding="valid", name=None):
-        super().__init__(name)
-        self.pool_size = pair(pool_size, "pool_size")
-        self.strides = pair(strides, "strides") if strides is not None else self.pool_size
-        self.padding = padding.lower()
-        if self.padding not in ("valid", "same"):
-            raise ValueError(f"MaxPool2D padding must be 'valid' or 'same', got {padding!r}")
-
-    def compute_output_shape(self, input_shape):
-        if len(input_shape) != 3:
-            raise ShapeError(f"{self.name or 'MaxPool2D'} expects (height, width, channels), got {input_shape}.")
-        height, width, channels = input_shape
-        out_h, _ = window_output_size(height, self.pool_size[0], self.strides[0], self.padding)
-        out_w, _ = window_output_size(width, self.pool_size[1], self.strides[1], self.padding)
-        if out_h < 1 or out_w < 1:
-            raise ShapeError(
-                f"{self.name or 'MaxPool2D'}: a {self.pool_size} window does not fit in a {height}x{width} input. "
-                "Remove a pooling layer or use padding='same'.")
-        return (out_h, out_w, channels)
 
     def forward(self, x, training=False):
         return maxpool2d_forward(x, self.pool_size, self.strides, self.padding)
 
     def backward(self, dy, cache, grads, need_input_grad=True):
         return maxpool2d_backward(dy, cache) if need_input_grad else None
-
-    def get_config(self):
-        return {"name": self.name, "pool_size": list(self.pool_size), "strides": list(self.strides),
-                "padding": self.padding}
