@@ -160,11 +160,9 @@ def test_the_default_run_reaches_99_percent(tmp_path):
 def test_train_runs_the_reports_models(tmp_path, model, limit):
     """train.py --model report001/report003/report004: a short run prints the summary (with the non-trainable
     moving statistics of report001) and saves a model that loads."""
-    if not (shared_data_dir() / "mnist").is_dir():
-        pytest.skip("full MNIST not available")
     path = tmp_path / f"{model}.npz"
     result = run_train("--model", model, "--epochs", "1", "--limit", str(limit), "--data-dir",
-                       str(shared_data_dir() / "mnist"), "--save", str(path))
+                       str(real_data_dir("mnist")), "--save", str(path))
     assert result.returncode == 0, result.stderr
     assert f'Model: "{model}"' in result.stdout
     if model == "report001":
