@@ -6,4 +6,6 @@ when their command runs, so ``minicnn --help`` stays fast.
 """
 COMMANDS = {  # name: module under minicnn.commands
     "info": "info",
+    "predict": "predict",
+    "pad": "pad",
 }
