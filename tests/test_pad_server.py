@@ -187,3 +187,27 @@ def test_server_side_time_per_prediction(server):
     print(f"\npad latency, 20 requests of a 280x280 PNG with every layer: server side median "
           f"{np.median(server_side):.1f} ms (min {min(server_side):.1f}), round trip median "
           f"{np.median(round_trip):.1f} ms")
+
+
+def test_the_pad_command_serves_until_stopped(digit_models):
+    """`minicnn pad --port 0 --no-browser` as a user runs it: prints its address, serves the page and the API."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    environment = dict(os.environ, MINICNN_MODELS=str(digit_models))
+    process = subprocess.Popen([sys.executable, "-m", "minicnn", "pad", "--port", "0", "--no-browser"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("minicnn pad: http://127.0.0.1:"), first + process.stderr.read()
+        url = first.split()[2]
+        assert process.stdout.readline().strip() == f"model: {digit_models / 'mnist-default.npz'}"
+        with urllib.request.urlopen(url + "api/models", timeout=60) as response:
+            assert json.loads(response.read())["default"] == "mnist-default.npz"
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and "stopped" in output
