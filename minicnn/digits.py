@@ -207,40 +207,38 @@ def label_components(mask):
     """Connected components of a boolean mask, 8-neighbours: (labels (H, W) int, -1 off the mask, each
     component numbered 0..count-1 in reading order, count).
 
-    Every mask pixel starts as its own label (its flat index); repeatedly each takes the smallest label among its
-    8 neighbours, then follows labels as pointers (label <- label of the pixel it names), which halves the
-    distance to the component's smallest index each time, until nothing changes. NumPy only."""
+    Union-find in NumPy: every mask pixel starts as its own tree; each round, every pair of touching pixels whose
+    trees differ hooks the larger root under the smaller (np.minimum.at), then every pixel points straight at its
+    root (pointer jumping). Whole trees merge at once, so a few rounds suffice, however long the strokes."""
     result = np.full(mask.shape, -1, dtype=np.int64)
-    rows, columns = np.nonzero(mask)
-    if rows.size == 0:
+    count = int(mask.sum())
+    if count == 0:
         return result, 0
-    window = (slice(rows.min(), rows.max() + 1), slice(columns.min(), columns.max() + 1))
-    mask = mask[window]  # only the part holding ink
+    index = np.full(mask.shape, -1, dtype=np.int64)
+    index[mask] = np.arange(count)  # the mask's pixels, numbered in reading order
     height, width = mask.shape
-    size = height * width
-    none = size  # larger than any index: off the mask
-    labels = np.where(mask, np.arange(size).reshape(height, width), none)
-    flat_mask = mask.ravel()
+    pairs = []
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):  # right, down-left, down, down-right: each pair once
+        a = index[:height - dy, max(0, -dx):width - max(0, dx)]
+        b = index[dy:, max(0, dx):width - max(0, -dx)]
+        touching = (a >= 0) & (b >= 0)
+        pairs.append((a[touching], b[touching]))
+    first = np.concatenate([a for a, _ in pairs])
+    second = np.concatenate([b for _, b in pairs])
+    parent = np.arange(count)
     while True:
-        padded = np.pad(labels, 1, constant_values=none)
-        updated = labels.copy()
-        for i in range(3):
-            for j in range(3):
-                np.minimum(updated, padded[i:i + height, j:j + width], out=updated)
-        updated = np.where(mask, updated, none).ravel()
-        while True:  # pointer jumping
-            pointed = updated.copy()
-            pointed[flat_mask] = updated[updated[flat_mask]]
-            if np.array_equal(pointed, updated):
+        while True:  # pointer jumping: every pixel to its root
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
                 break
-            updated = pointed
-        updated = updated.reshape(height, width)
-        if np.array_equal(updated, labels):
+            parent = grand
+        root_a, root_b = parent[first], parent[second]
+        differ = root_a != root_b
+        if not differ.any():
             break
-        labels = updated
-    roots, numbered = np.unique(labels[mask], return_inverse=True)
-    inside = result[window]
-    inside[mask] = numbered
+        np.minimum.at(parent, np.maximum(root_a, root_b)[differ], np.minimum(root_a, root_b)[differ])
+    roots, numbered = np.unique(parent, return_inverse=True)
+    result[mask] = numbered
     return result, len(roots)
 
 
