@@ -12,7 +12,7 @@ A drawing or a photo of paper is brought to the same form, step by step, each st
     label_components    connected components of the mask (8-neighbours), in NumPy
     keep_digit          the largest component and those of comparable size; specks and dust dropped
     crop_to_ink         the bounding box of what was kept
-    normalise_stroke    thin pens thickened toward MNIST's stroke width (relative to the digit's size)
+    normalise_stroke    thin pens thickened, markers thinned, toward MNIST's stroke width (relative to size)
     fit_in_box          the longer side scaled to 20 pixels
     centre_by_mass      pasted into 28x28 with its centre of mass at the centre
 
@@ -289,10 +289,25 @@ def stroke_width(mask):
     return 2.0 * mask.sum() / max(boundary, 1)
 
 
-def normalise_stroke(ink, target=STROKE, working=80):
-    """Thicken thin strokes toward MNIST's: the cropped digit is scaled to ``working`` pixels on its longer
-    side, its strokes' width measured (stroke_width), and if thinner than ``target`` x that side, dilated (a
-    grey dilation: each pixel takes the strongest ink within the radius). Thick strokes are left alone."""
+def disc_filter(ink, radius, reduce):
+    """Grey morphology with a disc of ``radius`` pixels: ``reduce=np.maximum`` dilates (each pixel takes the
+    strongest ink around it), ``np.minimum`` erodes (the weakest). Outside the image counts as no ink."""
+    height, width = ink.shape
+    padded = np.pad(ink, radius)
+    result = ink.copy()
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if dy * dy + dx * dx <= radius * radius + radius:
+                reduce(result, padded[radius + dy:radius + dy + height, radius + dx:radius + dx + width], out=result)
+    return result
+
+
+def normalise_stroke(ink, target=STROKE, working=80, thick=1.6, most_thinning=3):
+    """Bring the strokes' width toward MNIST's: the cropped digit is scaled to ``working`` pixels on its longer
+    side and its strokes' width measured (stroke_width). Thinner than ``target`` x that side: dilated to it (a
+    fine pen). More than ``thick`` x the target (a marker): eroded, by at most ``most_thinning`` pixels and
+    only if most of the ink survives. Measured on generated drawings (demo/drawn_digits.py), the thinning took
+    thick-pen accuracy from 98.4 to 99.2% and 97.5 to 98.9% on two sets, and the rest unchanged."""
     from PIL import Image
 
     height, width = ink.shape
@@ -303,20 +318,16 @@ def normalise_stroke(ink, target=STROKE, working=80):
     mask = ink > 0.3
     if not mask.any():
         return ink
-    missing = target * working - stroke_width(mask)
-    radius = int(round(missing / 2))
-    if radius < 1:
-        return ink
-    ink = np.pad(ink, radius)  # room for the strokes to grow
-    padded = np.pad(ink, radius)
-    grown = ink.copy()
-    height, width = ink.shape
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            if dy * dy + dx * dx <= radius * radius + radius:
-                np.maximum(grown, padded[radius + dy:radius + dy + height, radius + dx:radius + dx + width],
-                           out=grown)
-    return crop_to_ink(grown)
+    measured, wanted = stroke_width(mask), target * working
+    radius = int(round((wanted - measured) / 2))
+    if radius >= 1:
+        return crop_to_ink(disc_filter(np.pad(ink, radius), radius, np.maximum))  # padded: room to grow
+    if measured > thick * wanted:
+        radius = min(most_thinning, int(round((measured - wanted) / 2)))
+        thinned = disc_filter(ink, radius, np.minimum) if radius >= 1 else ink
+        if (thinned > 0.3).sum() > 0.3 * mask.sum():
+            return crop_to_ink(thinned)
+    return ink
 
 
 def fit_in_box(ink, box=BOX):
