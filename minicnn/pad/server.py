@@ -204,6 +204,7 @@ class PadServer(ThreadingHTTPServer):
 class PadHandler(BaseHTTPRequestHandler):
     server_version = "minicnn-pad"
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a connection may sit idle or trickle a body before it is closed
 
     def log_message(self, format, *args):  # noqa: A002 (http.server's name)
         if not self.server.quiet:
