@@ -78,9 +78,7 @@ def stroke(page, points):
 
 def test_drawing_a_digit_shows_the_prediction_and_every_layer(page):
     stroke(page, [(0.52, 0.15), (0.49, 0.85)])  # a 1
-    page.wait_for_function("document.querySelector('#digit').textContent !== ''")
-    page.wait_for_function("document.querySelectorAll('.layer').length > 0")
-    page.wait_for_timeout(400)  # the last throttled request
+    page.wait_for_function("document.querySelector('#digit').textContent !== '' && padIdle()")
     assert page.locator("#digit").text_content().strip() == "1"
     assert page.locator("#top3 .bar").count() == 3
     layers = page.eval_on_selector_all(".layer", "panels => panels.map(p => [p.dataset.name, "
@@ -104,7 +102,7 @@ def test_drawing_a_digit_shows_the_prediction_and_every_layer(page):
     # undo and clear
     stroke(page, [(0.2, 0.5), (0.8, 0.5)])
     page.locator("#undo").click()
-    page.wait_for_timeout(500)
+    page.wait_for_function("padIdle()")
     assert page.locator("#digit").text_content().strip() == "1"
     page.locator("#clear").click()
     assert page.locator("#digit").text_content() == "" and page.locator(".layer").count() == 0
@@ -129,5 +127,5 @@ def test_a_refused_upload_is_shown_and_the_pad_keeps_working(page, tmp_path):
     page.wait_for_function("document.querySelector('#error').textContent !== ''")
     assert "not a readable image" in page.locator("#error").text_content()
     stroke(page, [(0.52, 0.15), (0.49, 0.85)])
-    page.wait_for_function("document.querySelector('#digit').textContent !== ''")
-    assert page.locator("#error").text_content() == ""
+    page.wait_for_function("document.querySelector('#digit').textContent !== '' && padIdle()")
+    assert page.locator("#error").text_content() == "" and page.locator("#digit").text_content() == "1"
