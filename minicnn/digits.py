@@ -242,16 +242,23 @@ def label_components(mask):
     return result, len(roots)
 
 
-def keep_digit(ink, mask, keep_fraction=0.12):
-    """Keep the digit, drop specks: the component with the most ink, and every component with at least
-    ``keep_fraction`` of its ink (a 5's detached bar, a 4's crossing stroke); everything else set to 0.
-    Returns the cleaned ink image and the mask of what was kept."""
+def keep_digit(ink, mask, keep_fraction=0.12, near_fraction=0.03, margin=0.15):
+    """Keep the digit, drop specks: the component with the most ink; every component with at least
+    ``keep_fraction`` of its ink (a 4's crossing stroke); and smaller ones down to ``near_fraction`` that lie
+    within its bounding box widened by ``margin`` of its size (a 5's thin detached bar, a broken stroke).
+    Everything else is set to 0. Returns the cleaned ink image and the mask of what was kept."""
     labels, count = label_components(mask)
     if count == 0:
         raise ImageProblem("no digit found in the image: draw it darker or larger")
     mass = np.bincount(labels[mask], weights=ink[mask], minlength=count)
-    keep = np.flatnonzero(mass >= keep_fraction * mass.max())
-    kept = np.isin(labels, keep)
+    keep = mass >= keep_fraction * mass.max()
+    rows, columns = np.nonzero(labels == np.argmax(mass))
+    pad_y, pad_x = margin * (np.ptp(rows) + 1), margin * (np.ptp(columns) + 1)
+    for component in np.flatnonzero(~keep & (mass >= near_fraction * mass.max())):
+        ys, xs = np.nonzero(labels == component)
+        keep[component] = (ys.max() >= rows.min() - pad_y and ys.min() <= rows.max() + pad_y
+                           and xs.max() >= columns.min() - pad_x and xs.min() <= columns.max() + pad_x)
+    kept = np.isin(labels, np.flatnonzero(keep))
     halo = dilate(kept, 1)  # keep the anti-aliased edge around the strokes, not the faint noise beside it
     return np.where(halo & (ink > FAINT), ink, 0).astype(np.float32), kept
 
