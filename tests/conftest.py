@@ -93,6 +93,18 @@ def mnist():
             (mnist_loader.to_float32(x_test, add_channel_axis=True), y_test))
 
 
+def png_header_only(width, height):
+    """A PNG whose header claims width x height pixels, with almost no data: decoding it would need gigabytes
+    (a decompression bomb; refused from the header)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+
+
 def closed_port_url():
     """A URL on 127.0.0.1 whose port nothing listens on (connections are refused at once)."""
     with socket.socket() as probe:

@@ -6,11 +6,10 @@ MNIST's form (white on black, 20 pixels on the longer side, centre of mass at th
 whatever the polarity, the paper or the specks.
 """
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from conftest import png_header_only
 from PIL import Image, ImageDraw
 
 from minicnn import digits
@@ -186,14 +185,6 @@ def test_files_and_file_objects(tmp_path):
     with open(path, "rb") as file:
         assert np.array_equal(expected, read_digit(file))
     assert np.array_equal(expected, read_digit(path.read_bytes()))
-
-
-def png_header_only(width, height):
-    """A PNG whose header claims width x height pixels, with almost no data: decoding it would need gigabytes."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
 
 
 def test_images_over_the_pixel_limit_are_refused_before_decoding():

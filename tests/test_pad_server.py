@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import png_header_only
 from PIL import Image, ImageDraw
 
 from minicnn.pad.server import PadServer
@@ -121,16 +122,6 @@ def test_the_models_are_listed_and_picked_by_name(server):
     assert "error" in answer["models"][1]  # a broken file is listed with what is wrong with it
     status, answer = call(server, "POST", "/api/predict?model=mnist-lenet5.npz&layers=0", drawn_one())
     assert status == 200 and answer["model"] == "mnist-lenet5.npz"
-
-
-def png_header_only(width, height):
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
 
 
 def test_every_refusal_is_a_4xx_message_and_the_server_goes_on(server):
