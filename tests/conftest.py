@@ -93,9 +93,43 @@ def mnist():
             (mnist_loader.to_float32(x_test, add_channel_axis=True), y_test))
 
 
+def png_header_only(width, height):
+    """A PNG whose header claims width x height pixels, with almost no data: decoding it would need gigabytes
+    (a decompression bomb; refused from the header)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+
+
 def closed_port_url():
     """A URL on 127.0.0.1 whose port nothing listens on (connections are refused at once)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="session")
+def digit_models(tmp_path_factory):
+    """A models folder with a small default CNN trained for one quick epoch on 4,000 images of mnist_loader's
+    bundled sample (always there, offline): mnist-default.npz (plus a lenet5 as a second choice). Good enough
+    to read a clearly drawn digit; made once per test session, never committed."""
+    import numpy as np
+
+    import minicnn
+
+    folder = tmp_path_factory.mktemp("models")
+    sample = np.load(REPO / "mnist_loader" / "sample" / "mnist_sample.npz")
+    x = (sample["x_train"][:4000].astype(np.float32) / 255)[..., None]
+    y = sample["y_train"][:4000]
+    for name, build in (("default", minicnn.default_cnn), ("lenet5", minicnn.lenet5)):
+        model = build(seed=0)
+        model.compile("adam")
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+        model.save(folder / f"mnist-{name}.npz", metadata={"data": "4,000 images of the bundled MNIST sample",
+                                                             "training": "1 epoch (a test fixture)"})
+    return folder

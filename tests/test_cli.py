@@ -36,3 +36,22 @@ def test_the_console_script_and_python_dash_m_run():
     for argv in ([command, "--help"], [sys.executable, "-m", "minicnn", "--help"]):
         completed = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         assert completed.returncode == 0 and "info" in completed.stdout, completed.stderr
+
+
+def test_predict_prints_the_top_three_per_image_and_explains_bad_ones(digit_models, tmp_path, monkeypatch, capsys):
+    import numpy as np
+    from PIL import Image
+
+    monkeypatch.setenv("MINICNN_MODELS", str(digit_models))
+    one = np.full((120, 90), 255, np.uint8)
+    one[15:105, 42:50] = 0
+    Image.fromarray(one).save(tmp_path / "one.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    assert main(["predict", str(tmp_path / "one.png"), str(tmp_path / "notes.png")]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith(f"model: {digit_models / 'mnist-default.npz'} (saved ")
+    assert lines[1].startswith(f"{tmp_path / 'one.png'}: 1  (1: ") and lines[1].count("%") == 3
+    assert "notes.png: not a readable image" in captured.err
+    assert main(["predict", str(tmp_path / "one.png"), "--model", "seed"]) == 2
+    assert "no trained model mnist-seed.npz" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""demo/predict_digit.py: your own image -> MNIST-style 28x28 -> prediction; odd images give clear errors."""
+"""demo/predict_digit.py (a wrapper of `minicnn predict`): your own image -> minicnn.digits.read_digit -> 28x28
+-> prediction; odd images give clear errors."""
 import os
 import subprocess
 import sys
@@ -8,8 +9,7 @@ import pytest
 from conftest import REPO
 from PIL import Image
 
-sys.path.insert(0, str(REPO / "demo"))
-import predict_digit  # noqa: E402
+from minicnn import digits
 
 
 def paint_like(digit_28x28, size=180):
@@ -20,9 +20,9 @@ def paint_like(digit_28x28, size=180):
     return 255 - np.asarray(canvas)
 
 
-def test_prepare_digit_makes_mnist_style_images(mnist):
+def test_read_digit_makes_mnist_style_images(mnist):
     _, (x_test, _) = mnist
-    prepared = predict_digit.prepare_digit(paint_like(x_test[0, :, :, 0]))
+    prepared = digits.read_digit(paint_like(x_test[0, :, :, 0]))
     assert prepared.shape == (28, 28) and prepared.dtype == np.float32
     assert 0 <= prepared.min() and prepared.max() <= 1
     assert prepared[0].sum() == 0 and prepared[:, 0].sum() == 0  # black border, white ink
@@ -32,12 +32,12 @@ def test_prepare_digit_makes_mnist_style_images(mnist):
 
 
 def test_blank_and_unreadable_images_are_refused(tmp_path):
-    with pytest.raises(predict_digit.ImageProblem, match="blank"):
-        predict_digit.prepare_digit(np.full((50, 50), 255, np.uint8))
+    with pytest.raises(digits.ImageProblem, match="blank"):
+        digits.read_digit(np.full((50, 50), 255, np.uint8))
     not_an_image = tmp_path / "digit.png"
     not_an_image.write_text("hello")
-    with pytest.raises(predict_digit.ImageProblem, match="not a readable image"):
-        predict_digit.load_image(not_an_image)
+    with pytest.raises(digits.ImageProblem, match="not a readable image"):
+        digits.read_digit(not_an_image)
 
 
 def test_predicts_paint_style_digits_from_the_command_line(mnist, tmp_path):

@@ -6,6 +6,8 @@ when their command runs, so ``minicnn --help`` stays fast.
 """
 COMMANDS = {  # name: module under minicnn.commands
     "info": "info",
+    "predict": "predict",
+    "pad": "pad",
     "report": "report",
     "assign": "assign",
     "grade": "grade",
