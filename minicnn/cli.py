@@ -19,9 +19,12 @@ def build_parser():
     subcommands = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"minicnn.commands.{module_name}")
-        subparser = subcommands.add_parser(name, help=module.HELP, description=module.HELP)
+        epilog = getattr(module, "EPILOG", None)
+        subparser = subcommands.add_parser(name, help=module.HELP, description=module.HELP, epilog=epilog,
+                                           formatter_class=argparse.RawDescriptionHelpFormatter if epilog else
+                                           argparse.HelpFormatter)
         module.add_arguments(subparser)
-        subparser.set_defaults(run=module.run)
+        subparser.set_defaults(run=module.run, parser=subparser)
     return parser
 
 

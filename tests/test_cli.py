@@ -55,3 +55,15 @@ def test_predict_prints_the_top_three_per_image_and_explains_bad_ones(digit_mode
     assert "notes.png: not a readable image" in captured.err
     assert main(["predict", str(tmp_path / "one.png"), "--model", "seed"]) == 2
     assert "no trained model mnist-seed.npz" in capsys.readouterr().err
+
+
+def test_minicnn_train_is_train_py(capsys):
+    """`minicnn train` and `python train.py` are one program: same options, same checks."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--engine" in help_text and "where models go" in help_text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--epochs", "0"])
+    assert exit_info.value.code == 2 and "--epochs must be at least 1" in capsys.readouterr().err

@@ -5,6 +5,7 @@ exit status``. ``COMMANDS`` lists them in the order ``minicnn --help`` shows the
 when their command runs, so ``minicnn --help`` stays fast.
 """
 COMMANDS = {  # name: module under minicnn.commands
+    "train": "train",
     "info": "info",
     "predict": "predict",
     "pad": "pad",

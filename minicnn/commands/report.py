@@ -7,8 +7,8 @@
 The page, its PNGs and report.json are described in minicnn/report.py. The learning curves, training time and
 data source come from what train.py saved in the model file. Progress goes to stderr, the page's path to stdout.
 
-This command is the one place in minicnn that loads data with mnist_loader (the engine itself never does:
-setup.cfg's "data-apart" contract lets minicnn.commands import it).
+This command and ``minicnn train`` are the places in minicnn that load data with mnist_loader (the engine itself
+never does: setup.cfg's "data-apart" contract lets these two commands import it).
 """
 from __future__ import annotations
 
