@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax.numpy as jnp  # after keras_reference, which skips this module when JAX is missing
 import numpy as np
 import pytest
-from keras_reference import jax, keras, x64_enabled
+from keras_reference import jax, keras, scaled_error, x64_enabled
 from test_keras_parity import TOLERANCES, assert_close, check_dtype, keras_loss
 
 import minicnn
@@ -36,6 +36,8 @@ from minicnn.layers import (
 )
 from minicnn.optimizers import Adam
 from minicnn.regularizers import l1, l1_l2, l2
+
+pytestmark = pytest.mark.parity  # .ci/run runs these again under each OPENBLAS_CORETYPE
 
 TRAIN_STEPS = 20
 
@@ -248,27 +250,45 @@ def test_toolkit_model_training(engine, dtype):
     keras_model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-2), loss=keras_loss(False, dtype))
     model.compile(optimizer=Adam(learning_rate=1e-2))
     batches = [(varied_input(rng, 8, dtype), rng.integers(0, 3, 8)) for _ in range(5)]
+    # float32: weights are compared after 5 steps, not 20. Adam steps on rounding noise (see below) make a float32
+    # run drift from Keras's with some BLAS kernels (Haswell's: 2.8e-3 on a kernel after 20 steps, p99).
+    compare_after = TRAIN_STEPS if dtype == "float64" else 5
     losses, k_losses = [], []
     for step in range(TRAIN_STEPS):
         x, y = batches[step % len(batches)]
         losses.append(model.train_step(np.ascontiguousarray(x, dtype=model.dtype), y)[0])
         k_losses.append(float(keras_model.train_on_batch(x.astype(dtype), y.astype(np.int32))))
+        if step + 1 == compare_after:
+            weights = [parameter.value.copy() for parameter in model.parameters()]
+            k_weights = [np.array(v.value) for v in keras_model.trainable_variables]
+            states = [state.value.copy() for state in model.states()]
+            k_states = [np.array(k_state) for k_state in moving_statistics(keras_model)]
     assert np.mean(losses[-5:]) < np.mean(losses[:5]), "the run should learn something"
     key = tolerance_key(dtype)
-    assert_close(losses, k_losses, key, "train_loss", f"loss curve over {TRAIN_STEPS} steps")
-    k_weights = [np.asarray(v.value) for v in keras_model.trainable_variables]
-    for parameter, k_w in zip(model.parameters(), k_weights):
+    if dtype == "float32":
+        # In a float32 model the biases right before a BatchNormalization take Adam steps on rounding noise (see
+        # below), and with other BLAS kernels those move later losses by a few 1e-4 of their scale (measured with
+        # Haswell's: 2.7e-4; SkylakeX's: under 5e-5).
+        error = scaled_error(losses, k_losses)
+        assert error <= 1e-3, f"loss curve over {TRAIN_STEPS} steps (float32): scaled error {error:.3e} > 1e-3"
+    else:
+        assert_close(losses, k_losses, key, "train_loss", f"loss curve over {TRAIN_STEPS} steps")
+    for parameter, value, k_w in zip(model.parameters(), weights, k_weights):
         check_dtype(k_w, dtype)
         if parameter.name == "bias":
             # Biases whose data gradient is 0 plus rounding noise (see above) take Adam steps of up to the learning
             # rate on that noise, with signs that differ between the two sides: bounded by one step's size.
-            assert np.max(np.abs(parameter.value - k_w)) < 1e-2, f"bias after {TRAIN_STEPS} steps"
+            assert np.max(np.abs(value - k_w)) < 1e-2, f"bias after {compare_after} steps"
             continue
-        assert_close(parameter.value, k_w, key, "train_weights_p99", f"{parameter.name} after {TRAIN_STEPS} "
+        if dtype == "float32":  # (Haswell's kernels: p99 2.5e-4 after 5 steps; SkylakeX's, Sandybridge's: < 2e-4)
+            p99, largest = scaled_error(value, k_w, percentile=99), scaled_error(value, k_w)
+            assert p99 <= 1e-3 and largest <= 5e-3, f"{parameter.name} after 5 steps: p99 {p99:.2e}, max {largest:.2e}"
+            continue
+        assert_close(value, k_w, key, "train_weights_p99", f"{parameter.name} after {compare_after} "
                      "steps, p99", percentile=99)
-        assert_close(parameter.value, k_w, key, "train_weights", f"{parameter.name} after {TRAIN_STEPS} steps")
-    for state, k_state in zip(model.states(), moving_statistics(keras_model)):
-        assert_close(state.value, k_state, key, "train_weights", f"{state.name} after {TRAIN_STEPS} steps")
+        assert_close(value, k_w, key, "train_weights", f"{parameter.name} after {compare_after} steps")
+    for state, value, k_state in zip(model.states(), states, k_states):
+        assert_close(value, k_state, key, "train_weights", f"{state.name} after {compare_after} steps")
 
 
 def test_a_model_trained_in_keras_loads_and_predicts_the_same(tmp_path):
