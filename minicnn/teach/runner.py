@@ -64,6 +64,16 @@ def probe_relu_backward(resolve, inputs):
     return {"dx": resolve("minicnn.layers.relu", "relu_backward")(inputs["dy"].copy(), inputs["y"].copy())}
 
 
+def probe_leaky_relu_forward(resolve, inputs):
+    y, cache = resolve("minicnn.layers.leaky_relu", "leaky_relu_forward")(inputs["x"].copy(), inputs["slope"])
+    return {"y": y, "cache (the mask x >= 0)": np.asarray(cache)}
+
+
+def probe_leaky_relu_backward(resolve, inputs):
+    return {"dx": resolve("minicnn.layers.leaky_relu", "leaky_relu_backward")(
+        inputs["dy"].copy(), inputs["mask"].astype(bool), inputs["slope"])}
+
+
 def probe_dense_forward(resolve, inputs):
     y, cache = resolve("minicnn.layers.dense", "dense_forward")(inputs["x"], inputs["kernel"], inputs["bias"])
     return {"y": y, "cache": list(cache)}
@@ -143,6 +153,43 @@ def probe_conv2d_backward(resolve, inputs):
     return {"dx": dx, "dkernel": dkernel, "dbias": dbias}
 
 
+def probe_dropout_forward(resolve, inputs):
+    x, rate = inputs["x"], inputs["rate"]
+    y, cache = resolve("minicnn.layers.dropout", "dropout_forward")(x.copy(), rate, inputs["mask"].astype(bool))
+    return {"y": y, "cache (the keep mask)": np.asarray(cache)}
+
+
+def probe_dropout_layer(resolve, inputs):
+    """The layer's switch: two training calls (two masks), inference, and rate 0 in training."""
+    layer_class, x = resolve("minicnn.layers.dropout", "Dropout"), inputs["x"]
+    layer = layer_class(inputs["rate"], seed=inputs["seed"])
+    layer.build(x.shape[1:], "float64", None)
+    outputs = {"training, first call": layer.forward(x.copy(), True)[0],
+               "training, second call (a new mask)": layer.forward(x.copy(), True)[0],
+               "inference": layer.forward(x.copy(), False)[0]}
+    still = layer_class(0.0, seed=inputs["seed"])
+    still.build(x.shape[1:], "float64", None)
+    outputs["rate 0 in training"] = still.forward(x.copy(), True)[0]
+    return outputs
+
+
+def probe_dropout_backward(resolve, inputs):
+    return {"dx": resolve("minicnn.layers.dropout", "dropout_backward")(
+        inputs["dy"].copy(), inputs["mask"].astype(bool), inputs["rate"])}
+
+
+def probe_batch_normalization_backward(resolve, inputs):
+    backward = resolve("minicnn.layers.batch_normalization", "batch_normalization_backward")
+    gamma = inputs["gamma"]
+
+    def cache():
+        inv = 1 / np.sqrt(inputs["variance"] + inputs["epsilon"])
+        return inputs["x"].copy(), inputs["mean"].copy(), inv, None if gamma is None else gamma.copy()
+    dx, dgamma, dbeta = backward(inputs["dy"].copy(), cache(), inputs["training"], True)
+    skipped = backward(inputs["dy"].copy(), cache(), inputs["training"], False)[0]
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "dx is None without need_input_grad": skipped is None}
+
+
 def probe_adam_update(resolve, inputs):
     update = resolve("minicnn.kernels.optim", "adam_update_numpy")
     params, m, v = inputs["params"].copy(), inputs["m"].copy(), inputs["v"].copy()
@@ -216,6 +263,9 @@ def probe_end_to_end(resolve, inputs):
 
 PROBES = {
     "relu_forward": probe_relu_forward, "relu_backward": probe_relu_backward,
+    "leaky_relu_forward": probe_leaky_relu_forward, "leaky_relu_backward": probe_leaky_relu_backward,
+    "dropout_forward": probe_dropout_forward, "dropout_layer": probe_dropout_layer,
+    "dropout_backward": probe_dropout_backward, "batch_normalization_backward": probe_batch_normalization_backward,
     "dense_forward": probe_dense_forward, "dense_backward": probe_dense_backward,
     "softmax_forward": probe_softmax_forward, "softmax_backward": probe_softmax_backward,
     "cross_entropy": probe_cross_entropy, "numerical_gradient": probe_numerical_gradient,
