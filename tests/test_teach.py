@@ -176,6 +176,86 @@ def test_the_submission_sees_neither_the_grader_nor_the_requests(assignment, tmp
     assert result.score == result.max_score, result.report()
 
 
+SNOOP = '''"""Everything a curious submission tries, to read the hidden checks or the solutions; what works is a leak."""
+import os
+import sys
+
+
+def try_read(path, found):
+    try:
+        with open(path, "rb") as file:
+            data = file.read(1_000_000)
+    except OSError:
+        return
+    found.append(path + (" (hidden checks!)" if b"def expected_outputs" in data or b"CHAFFS = [" in data else ""))
+
+
+def snoop(repo, check_signal):
+    found = []
+    here = os.path.dirname(os.path.abspath(__file__))
+    tops = [os.path.dirname(here), os.path.dirname(os.path.dirname(here)), "/", "/tmp", "/work", "/root", repo,
+            os.path.dirname(repo), f"/proc/{os.getppid()}", "/proc/self/cwd/.."]
+    for top in tops:  # walk up from where the submission lies, and the usual places, two levels deep
+        for root, folders, files in os.walk(top):
+            if root.count(os.sep) - top.count(os.sep) >= 2:
+                folders[:] = []
+            for name in files:
+                if name in ("checks.py", "chaffs.py", "hidden_tests.json", "grading.py") or name.startswith("request"):
+                    try_read(os.path.join(root, name), found)
+    parent = f"/proc/{os.getppid()}"
+    for name in ("cmdline", "environ", "maps", "mem", "cwd/minicnn/teach/checks.py", "root" + repo + "/README.md"):
+        try_read(os.path.join(parent, name), found)
+    for name in ("minicnn/teach/checks.py", "minicnn/layers/relu.py", "minicnn/teach/chaffs.py"):
+        try_read(os.path.join(repo, name), found)
+    sys.path.insert(0, repo)
+    try:
+        import minicnn.teach.checks  # noqa: F401
+        found.append("import minicnn.teach.checks")
+    except ImportError:
+        pass
+    finally:
+        sys.path.remove(repo)
+    for path in (os.path.join(repo, "leak.txt"), "/tmp/minicnn-snoop-leak.txt"):
+        try:
+            with open(path, "w") as file:
+                file.write("x")
+            found.append("wrote " + path)
+            os.remove(path)
+        except OSError:
+            pass
+    if check_signal:
+        try:
+            os.kill(os.getppid(), 0)  # signal 0: only asks whether the grader could be signalled (killed)
+            found.append("can signal the grader")
+        except OSError:
+            pass
+    found += [f"environment {key}" for key in os.environ if key in ("PYTHONPATH", "VIRTUAL_ENV", "MINICNN_DATA")]
+    return found
+'''
+
+
+@pytest.mark.skipif(not runner.landlock_abi(), reason="this kernel has no Landlock: the grader runs unconfined")
+def test_a_submission_cannot_read_the_hidden_checks_or_the_solutions(assignment, tmp_path, monkeypatch):
+    """A submission that walks the filesystem from its own folder, reads /proc/<grader>/..., opens the grader's
+    files by absolute path, imports minicnn.teach, writes outside its folder and signals the grader finds nothing
+    in the sandbox and gets full marks; unconfined, the same submission finds the grader (so the test can fail)."""
+    monkeypatch.setenv("MINICNN_DATA", "/nowhere")  # the grader's environment must not reach the submission
+    snooping = ("    from minicnn._snoop import snoop\n"
+                f"    leaks = snoop({str(REPO)!r}, check_signal={runner.landlock_abi() >= 6})\n"
+                "    if leaks:\n"
+                "        raise RuntimeError(f'leaked: {leaks}')\n"
+                "    y = np.maximum(x, 0)\n")
+    submission = hostile(assignment, tmp_path / "snoop", "minicnn/layers/relu.py", "    y = np.maximum(x, 0)\n",
+                         snooping)
+    (submission / "minicnn" / "_snoop.py").write_text(SNOOP)
+    tasks = select(["relu.forward", "dense.forward"])
+    confined = grading.grade_submission(submission, tasks, time_limit=20, end_to_end=False, sandbox=True)
+    assert confined.score == confined.max_score, confined.report()
+    unconfined = grading.grade_submission(submission, tasks, time_limit=20, end_to_end=False, sandbox=False)
+    assert unconfined.task_scores()["relu.forward"][0] == 0
+    assert "leaked" in unconfined.report() and "(hidden checks!)" in unconfined.report(), unconfined.report()
+
+
 def test_bugs_run_grades_a_test_suite_by_the_chaffs_it_catches(assignment, capsys):
     chaffs = [CHAFFS_BY_ID["dense-dkernel-mean"], CHAFFS_BY_ID["relu-abs"]]
     caught, total, passes = bugpack.run(assignment / "student" / "tests" / "test_public.py", chaffs, time_limit=120)
