@@ -3,7 +3,9 @@
 The round trip: `assign` writes a student copy that scores 0 with each task's own NotImplementedError (not an
 import error); the solutions copied in score full marks; three chaffs score less, each with its message.
 Hostile submissions (an infinite loop, an exception on import, a million printed lines) cost the affected
-tasks their points and nothing else. Time limits are short here; the full `bugs check` is marked slow.
+tasks their points and nothing else; a snooping one (walking the filesystem, /proc/<grader>, the grader's files)
+finds nothing in the Landlock sandbox. Time limits are short here; the full `bugs check` is marked slow (its
+in-process twin, test_the_bug_pack_applies_and_every_chaff_changes_an_output, is not).
 """
 import shutil
 from pathlib import Path
@@ -112,6 +114,8 @@ def test_the_solutions_copied_in_score_full_marks_and_write_gradescope_and_csv(a
     ("conv-dkernel-batch-sum", "conv2d.backward: dkernel off by a factor of the batch size (3)?"),
     ("pool-grad-everywhere", "known bug gives: max-pool gradient sent to every cell of the window"),
     ("softmax-no-shift", "softmax.forward: y: contains NaN or inf"),
+    ("bn-no-mean-term", "known bug gives: BatchNormalization backward without the mean term"),
+    ("dropout-no-rescale", "dropout.forward: y off by a constant factor of 0.7"),
 ])
 def test_a_chaff_scores_less_with_its_message(assignment, tmp_path, chaff_id, expected_message):
     chaff = CHAFFS_BY_ID[chaff_id]
