@@ -165,6 +165,17 @@ def test_a_million_printed_lines_fail_the_task_quickly(assignment, tmp_path):
     assert "output limit" in result.report()
 
 
+def test_a_hard_crash_costs_its_task_only(assignment, tmp_path):
+    """A segmentation fault (no Python exception, no results file) fails that task with the exit status."""
+    submission = hostile(assignment, tmp_path / "crash", "minicnn/layers/dense.py", "    y = x @ kernel\n",
+                         "    import ctypes\n    ctypes.string_at(0)\n    y = x @ kernel\n")
+    result = grading.grade_submission(submission, select(["dense.forward", "relu.forward"]), time_limit=10,
+                                      end_to_end=False)
+    scores = result.task_scores()
+    assert scores["dense.forward"][0] == 0 and scores["relu.forward"][0] == scores["relu.forward"][1]
+    assert "the runner stopped" in result.report() and "exit status -11" in result.report(), result.report()
+
+
 def test_the_submission_sees_neither_the_grader_nor_the_requests(assignment, tmp_path):
     """Inside the subprocess, no minicnn with the hidden checks is importable and the request file is gone."""
     probe = ("    import os, sys\n"
@@ -265,6 +276,13 @@ def test_bugs_run_grades_a_test_suite_by_the_chaffs_it_catches(assignment, capsy
     caught, total, passes = bugpack.run(assignment / "student" / "tests" / "test_public.py", chaffs, time_limit=120)
     assert passes and (caught, total) == (2, 2)
     assert "2 of 2 chaffs caught" in capsys.readouterr().out
+
+
+def test_assign_lists_the_tasks_without_out(capsys):
+    assert main(["assign", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(task.id in listed for task in TASKS) and "batch_normalization.backward" in listed
+    assert main(["assign"]) == 2 and "--out DIR" in capsys.readouterr().out
 
 
 def test_bugs_list_names_every_chaff(capsys):
