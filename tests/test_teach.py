@@ -285,6 +285,31 @@ def test_assign_lists_the_tasks_without_out(capsys):
     assert main(["assign"]) == 2 and "--out DIR" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(not runner.landlock_abi(), reason="this kernel has no Landlock: the tests run unconfined")
+def test_bugs_run_keeps_the_bug_pack_from_the_tests_it_grades(tmp_path):
+    """A test suite that reads the bug pack could tell which chaff is applied: it cannot, in the sandbox."""
+    suite = tmp_path / "test_curious.py"
+    suite.write_text(
+        "import os\n\nimport minicnn\n\n\ndef test_the_bug_pack_is_out_of_reach():\n"
+        f"    for path in ({str(REPO / 'minicnn' / 'teach' / 'chaffs.py')!r},\n"
+        "                 os.path.join(os.path.dirname(minicnn.__file__), 'teach', 'chaffs.py')):\n"
+        "        try:\n            open(path).read()\n        except OSError:\n            continue\n"
+        "        raise AssertionError('read ' + path)\n")
+    caught, total, passes = bugpack.run(suite, [CHAFFS_BY_ID["relu-abs"]], time_limit=120, out=lambda line: None)
+    assert passes and (caught, total) == (0, 1)
+    failed, summary = bugpack.run_tests(suite, None, 120, sandbox=False)  # unconfined, it reads the grader's copy
+    assert failed, summary
+
+
+def test_without_landlock_every_report_warns(assignment, tmp_path, monkeypatch):
+    monkeypatch.setitem(grading._LANDLOCK, "answer", (False, "this kernel has no Landlock"))
+    submission = solution_copy(assignment, tmp_path / "plain")
+    result = grading.grade_submission(submission, select(["relu.forward"]), time_limit=10, end_to_end=False)
+    assert result.score == result.max_score
+    assert "warning: submissions ran unconfined (no sandbox: this kernel has no Landlock)" in result.report()
+    assert "warning: submissions ran unconfined" in result.gradescope()["output"]
+
+
 def test_bugs_list_names_every_chaff(capsys):
     assert main(["bugs", "list"]) == 0
     assert f"{len(CHAFFS)} chaffs" in capsys.readouterr().out
