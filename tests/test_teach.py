@@ -301,6 +301,17 @@ def test_bugs_run_keeps_the_bug_pack_from_the_tests_it_grades(tmp_path):
     assert failed, summary
 
 
+def test_the_sandbox_leaves_out_the_grader_even_beneath_an_allowed_folder(tmp_path):
+    for name in ("lib/numpy", "lib/minicnn/teach", "lib/tools/minicnn-repo/minicnn", "other"):
+        (tmp_path / name).mkdir(parents=True)
+    secret = str(tmp_path / "lib" / "tools" / "minicnn-repo")
+    kept = grading._readable_without(str(tmp_path / "lib"), [secret, str(tmp_path / "lib" / "minicnn")])
+    assert kept == [str(tmp_path / "lib" / "numpy")]
+    assert grading._readable_without(str(tmp_path / "other"), [secret]) == [str(tmp_path / "other")]
+    paths = grading.sandbox_paths()
+    assert not any(grading._is_beneath(str(REPO), path) or grading._is_beneath(path, str(REPO)) for path in paths)
+
+
 def test_without_landlock_every_report_warns(assignment, tmp_path, monkeypatch):
     monkeypatch.setitem(grading._LANDLOCK, "answer", (False, "this kernel has no Landlock"))
     submission = solution_copy(assignment, tmp_path / "plain")
