@@ -5,7 +5,8 @@ HELP = "write an assignment: DIR/student (solution regions cut to stubs) and DIR
 
 
 def add_arguments(parser):
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write student/ and autograder/ into")
+    parser.add_argument("--out", metavar="DIR", help="folder to write student/ and autograder/ into (required "
+                                                     "unless --list)")
     parser.add_argument("--tasks", nargs="+", metavar="TASK", help="task ids (default: all; `--list` shows them)")
     parser.add_argument("--list", action="store_true", help="list the tasks and exit")
     parser.add_argument("--time-limit", type=float, default=30.0, metavar="SECONDS",
@@ -15,7 +16,7 @@ def add_arguments(parser):
 def list_tasks():
     from minicnn.teach.tasks import TASKS
     for task in TASKS:
-        print(f"{task.id:<30} {task.difficulty:<7} {task.points} pts  {task.file:<28} {task.title}")
+        print(f"{task.id:<30} {task.difficulty:<7} {task.points} pts  {task.file:<38} {task.title}")
 
 
 def run(arguments):
@@ -25,6 +26,9 @@ def run(arguments):
     if arguments.list:
         list_tasks()
         return 0
+    if not arguments.out:
+        print("minicnn assign: give the folder to write into with --out DIR (or --list to see the tasks)")
+        return 2
     try:
         assign(select(arguments.tasks), arguments.out, time_limit=arguments.time_limit)
     except (ValueError, FileExistsError, SolutionFailsError) as error:

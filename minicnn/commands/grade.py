@@ -31,7 +31,8 @@ def run(arguments):
             print(f"minicnn grade: {error}")
             return 2
         results.append(result)
-        print(result.report().splitlines()[0] if arguments.quiet else result.report())
+        print("\n".join(result.report().splitlines()[:2 if result.warning else 1]) if arguments.quiet
+              else result.report())
     if arguments.json:
         for path in grading.write_json(results, arguments.json):
             print(f"wrote {path}")

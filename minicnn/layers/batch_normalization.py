@@ -67,6 +67,7 @@ def batch_statistics(x):
 def batch_normalization_backward(dy, cache, training, need_input_grad=True):
     """dy (N, ..., F) -> dx or None, dgamma (F,), dbeta (F,). ``training``: the statistics were the batch's (dx
     then goes through them too), else constants."""
+    # BEGIN SOLUTION task=batch_normalization.backward
     x, mean, inv, gamma = cache
     features = x.shape[-1]
     rows, dy_rows = x.reshape(-1, features), dy.reshape(-1, features)     # (M, F)
@@ -86,6 +87,7 @@ def batch_normalization_backward(dy, cache, training, need_input_grad=True):
     dx -= dbeta / count                            # - dbeta / M
     dx *= scale                                    # all times gamma * inv
     return dx.reshape(x.shape), dgamma, dbeta
+    # END SOLUTION
 
 
 class BatchNormalization(Layer):

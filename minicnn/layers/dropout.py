@@ -31,14 +31,18 @@ def dropout_mask(shape, rate, seed, call):
 
 def dropout_forward(x, rate, keep_mask):
     """x (any shape), keep_mask (bool, same shape) -> y = where(mask, x / (1 - rate), 0), cache = the mask."""
+    # BEGIN SOLUTION task=dropout.forward
     keep = x.dtype.type(1.0 - rate)
     return np.where(keep_mask, x / keep, x.dtype.type(0)), keep_mask
+    # END SOLUTION
 
 
 def dropout_backward(dy, cache, rate):
     """dy -> dx = where(mask, dy / (1 - rate), 0)."""
+    # BEGIN SOLUTION task=dropout.backward
     keep = dy.dtype.type(1.0 - rate)
     return np.where(cache, dy / keep, dy.dtype.type(0))
+    # END SOLUTION
 
 
 class Dropout(Layer):
@@ -69,11 +73,13 @@ class Dropout(Layer):
         return super().build(input_shape, dtype, rng)
 
     def forward(self, x, training=False):
+        # BEGIN SOLUTION task=dropout.forward
         if not training or self.rate == 0:
             return x, None
         mask = dropout_mask(x.shape, self.rate, self.seed, self.calls)
         self.calls += 1
         return dropout_forward(x, self.rate, mask)
+        # END SOLUTION
 
     def backward(self, dy, cache, grads, need_input_grad=True):
         if not need_input_grad:

@@ -21,15 +21,19 @@ from minicnn.layers.base import Layer
 
 def leaky_relu_forward(x, negative_slope):
     """x (any shape) -> y = where(x >= 0, x, a * x), cache = the mask x >= 0."""
+    # BEGIN SOLUTION task=leaky_relu.forward
     positive = x >= 0
     y = np.where(positive, x, x * x.dtype.type(negative_slope))
     return y, positive
+    # END SOLUTION
 
 
 def leaky_relu_backward(dy, cache, negative_slope):
     """dy (same shape as x) -> dx = dy where x >= 0, a * dy elsewhere."""
+    # BEGIN SOLUTION task=leaky_relu.backward
     positive = cache
     return np.where(positive, dy, dy * dy.dtype.type(negative_slope))
+    # END SOLUTION
 
 
 class LeakyReLU(Layer):

@@ -1,6 +1,7 @@
 """Running the bug pack: against the hidden checks (``minicnn bugs check``) or a student's tests (``bugs run``)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from minicnn.teach import grading, markers
+from minicnn.teach import grading, markers, runner
 from minicnn.teach.chaffs import CHAFFS
 from minicnn.teach.tasks import TASKS_BY_ID
 
@@ -20,7 +21,7 @@ def write_chaffed_package(chaff, destination):
     destination = Path(destination)
     for package in ("minicnn", "mnist_loader"):
         shutil.copytree(grading.PACKAGE_ROOT / package, destination / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "teach"))  # not the bug pack itself
     if chaff is not None:
         path = destination / chaff.file
         path.write_text(markers.patch_line(path.read_text(), chaff.task, chaff.old, chaff.new, chaff.file))
@@ -63,8 +64,26 @@ def check(chaffs=CHAFFS, time_limit=grading.TIME_LIMIT, jobs=2, out=print):
     return caught, len(outcomes), solution_ok
 
 
-def run_tests(tests, chaff, time_limit):
-    """(tests failed?, last line of pytest's output) for the student's tests on the solution (chaff None) or a chaff."""
+# Runs pytest in the grading folder, sandboxed as the grader's runner is (minicnn/teach/runner.py: Landlock), so that
+# a test suite can neither read the bug pack (which chaff is applied) nor the grader's repository.
+PYTEST_LAUNCHER = """import json, os, sys
+folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(folder, ".grader"))
+import runner
+with open(sys.argv[1]) as file:
+    request = json.load(file)
+os.remove(sys.argv[1])
+if request["sandbox"] is not None:
+    runner.landlock(request["sandbox"]["read"], [folder, *request["sandbox"]["write"]])
+sys.path.insert(0, folder)
+import pytest
+sys.exit(pytest.main(request["arguments"]))
+"""
+
+
+def run_tests(tests, chaff, time_limit, sandbox=None):
+    """(tests failed?, last line of pytest's output) for the student's tests on the solution (chaff None) or a chaff.
+    ``sandbox``: as grading.grade_submission's (None: Landlock when the kernel has it)."""
     with tempfile.TemporaryDirectory(prefix="minicnn-bugs-run-") as folder:
         write_chaffed_package(chaff, folder)
         # The tests run from a copy beside the chaffed package: a conftest.py above them (a student copy's,
@@ -75,9 +94,21 @@ def run_tests(tests, chaff, time_limit):
         else:
             copied.mkdir()
             shutil.copy(tests, copied / tests.name)
-        environment = dict(os.environ, PYTHONPATH=folder, MINICNN_ENGINE="reference", PYTHONDONTWRITEBYTECODE="1")
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--rootdir", folder,
-                   str(copied)]
+        grader = Path(folder) / ".grader"
+        grader.mkdir()
+        shutil.copy(Path(runner.__file__), grader / "runner.py")
+        (grader / "launch.py").write_text(PYTEST_LAUNCHER)
+        (Path(folder) / "tmp").mkdir()
+        sandbox = grading.landlock_available()[0] if sandbox is None else sandbox
+        request = grader / "request.json"
+        request.write_text(json.dumps({
+            "arguments": ["-x", "-q", "-p", "no:cacheprovider", "--rootdir", folder, str(copied)],
+            "sandbox": {"read": grading.sandbox_paths(), "write": list(grading.SYSTEM_WRITE_PATHS)} if sandbox else None}))
+        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": folder, "TMPDIR": str(Path(folder) / "tmp"),
+                       "MINICNN_ENGINE": "reference", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+                       "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+                       "NUMBA_CACHE_DIR": str(Path(folder) / ".numba")}
+        command = [sys.executable, "-I", str(grader / "launch.py"), str(request)]
         try:
             completed = subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True,
                                        timeout=time_limit)

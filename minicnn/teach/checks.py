@@ -62,6 +62,21 @@ def relu_gradcheck(inputs):
     return {"dx": _fd(lambda: relu_forward(x)[0], {"x": x}, "x", inputs["dy"])}
 
 
+def leaky_relu_inputs(rng, zeros=True):
+    x = rng.standard_normal((3, 4, 5))
+    if zeros:
+        x.flat[::7] = 0.0  # the slope at exactly 0 is 1 (Keras)
+    else:
+        x += np.sign(x) * 0.1
+    return {"x": x, "slope": 0.2, "mask": x >= 0, "dy": rng.standard_normal(x.shape)}
+
+
+def leaky_relu_gradcheck(inputs):
+    from minicnn.layers.leaky_relu import leaky_relu_forward
+    x = inputs["x"].copy()
+    return {"dx": _fd(lambda: leaky_relu_forward(x, inputs["slope"])[0], {"x": x}, "x", inputs["dy"])}
+
+
 def dense_inputs(rng):
     return {"x": rng.standard_normal((4, 3)), "kernel": rng.standard_normal((3, 5)), "bias": rng.standard_normal(5),
             "dy": rng.standard_normal((4, 5))}
@@ -172,6 +187,42 @@ def conv_gradcheck(inputs):
             "dbias": _fd(forward, arrays, "bias", inputs["dy"])}
 
 
+def dropout_inputs(rng):
+    x = rng.standard_normal((4, 3, 5))
+    return {"x": x, "rate": 0.3, "mask": rng.random(x.shape) >= 0.3, "seed": 7, "dy": rng.standard_normal(x.shape)}
+
+
+def dropout_gradcheck(inputs):
+    from minicnn.layers.dropout import dropout_forward
+    x = inputs["x"].copy()
+    return {"dx": _fd(lambda: dropout_forward(x, inputs["rate"], inputs["mask"])[0], {"x": x}, "x", inputs["dy"])}
+
+
+def batch_normalization_inputs(rng, conv=False, training=True, scale=True):
+    from minicnn.layers.batch_normalization import batch_statistics
+    x = rng.standard_normal((3, 4, 2, 5) if conv else (6, 5)) * 2 + 1
+    if training:
+        mean, variance = batch_statistics(x)
+    else:
+        mean, variance = rng.standard_normal(5), rng.random(5) + 0.5
+    return {"x": x, "gamma": rng.standard_normal(5) if scale else None, "beta": rng.standard_normal(5),
+            "mean": mean, "variance": variance, "epsilon": 1e-3, "training": training,
+            "dy": rng.standard_normal(x.shape)}
+
+
+def batch_normalization_gradcheck(inputs):
+    """Finite differences of the whole training forward pass: the batch statistics move with x."""
+    from minicnn.layers.batch_normalization import batch_normalization_forward, batch_statistics
+    arrays = {key: inputs[key].copy() for key in ("x", "gamma", "beta")}
+
+    def forward():
+        mean, variance = batch_statistics(arrays["x"])
+        return batch_normalization_forward(arrays["x"], arrays["gamma"], arrays["beta"], mean, variance,
+                                           inputs["epsilon"])[0]
+    return {"dx": _fd(forward, arrays, "x", inputs["dy"]), "dgamma": _fd(forward, arrays, "gamma", inputs["dy"]),
+            "dbeta": _fd(forward, arrays, "beta", inputs["dy"])}
+
+
 def adam_inputs(rng, steps=1):
     size = 7
     beta_1, beta_2, learning_rate = 0.9, 0.999, 0.01
@@ -200,6 +251,12 @@ CHECKS = [
           "relu_backward", relu_inputs),
     Check("relu.backward.gradcheck", "relu.backward", "ReLU backward against finite differences",
           "relu_backward", lambda rng: relu_inputs(rng, zeros=False), relu_gradcheck),
+    Check("leaky_relu.forward", "leaky_relu.forward", "LeakyReLU forward (with exact zeros) and its mask",
+          "leaky_relu_forward", leaky_relu_inputs),
+    Check("leaky_relu.backward", "leaky_relu.backward", "LeakyReLU backward against reference values",
+          "leaky_relu_backward", leaky_relu_inputs),
+    Check("leaky_relu.backward.gradcheck", "leaky_relu.backward", "LeakyReLU backward against finite differences",
+          "leaky_relu_backward", lambda rng: leaky_relu_inputs(rng, zeros=False), leaky_relu_gradcheck),
     Check("dense.forward", "dense.forward", "Dense forward", "dense_forward", dense_inputs),
     Check("dense.backward", "dense.backward", "Dense backward against reference values", "dense_backward",
           dense_inputs, batch_size=4),
@@ -246,6 +303,30 @@ CHECKS = [
     Check("conv2d.backward.gradcheck", "conv2d.backward", "Conv2D backward against finite differences, same, "
           "stride 2", "conv2d_backward", lambda rng: conv_inputs(rng, strided_same=True, batch=3), conv_gradcheck,
           batch_size=3),
+    Check("dropout.forward", "dropout.forward", "dropout_forward with a given mask, rate 0.3", "dropout_forward",
+          dropout_inputs),
+    Check("dropout.forward.layer", "dropout.forward", "The Dropout layer: two training calls, inference, rate 0",
+          "dropout_layer", dropout_inputs),
+    Check("dropout.backward", "dropout.backward", "Dropout backward against reference values", "dropout_backward",
+          dropout_inputs),
+    Check("dropout.backward.gradcheck", "dropout.backward", "Dropout backward against finite differences",
+          "dropout_backward", dropout_inputs, dropout_gradcheck),
+    Check("batch_normalization.backward", "batch_normalization.backward",
+          "BatchNormalization backward in training after Dense (N, F)", "batch_normalization_backward",
+          batch_normalization_inputs, batch_size=6),
+    Check("batch_normalization.backward.conv", "batch_normalization.backward",
+          "BatchNormalization backward in training after Conv2D (N, H, W, C)", "batch_normalization_backward",
+          lambda rng: batch_normalization_inputs(rng, conv=True), batch_size=3),
+    Check("batch_normalization.backward.gradcheck", "batch_normalization.backward",
+          "BatchNormalization backward against finite differences of the training forward (N, H, W, C)",
+          "batch_normalization_backward", lambda rng: batch_normalization_inputs(rng, conv=True),
+          batch_normalization_gradcheck, batch_size=3),
+    Check("batch_normalization.backward.inference", "batch_normalization.backward",
+          "BatchNormalization backward at inference (moving statistics, constants)", "batch_normalization_backward",
+          lambda rng: batch_normalization_inputs(rng, training=False), batch_size=6),
+    Check("batch_normalization.backward.no_scale", "batch_normalization.backward",
+          "BatchNormalization backward with scale=False (gamma None)", "batch_normalization_backward",
+          lambda rng: batch_normalization_inputs(rng, scale=False), batch_size=6),
     Check("adam.update", "adam.update", "One Adam update in place (params, m, v)", "adam_update", adam_inputs),
     Check("adam.steps", "adam.update", "Five Adam updates from m = v = 0", "adam_update",
           lambda rng: adam_inputs(rng, steps=5)),

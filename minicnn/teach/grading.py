@@ -6,8 +6,13 @@ runner (minicnn/teach/runner.py, nothing else) into a fresh temporary folder, th
 functions on the check inputs and writes back the outputs. Comparisons, expected values and solutions stay
 here. An infinite loop, a crash, an exception on import or a flood of prints costs that task's points only.
 
-(The subprocess runs as the same user, so it could still open files by absolute path: for a real course run
-the grader in a container or as another user, as Gradescope and otter-grader do.)
+The subprocess is sandboxed with Landlock (see runner.landlock) before it imports the submission: it reads
+only Python, the installed packages (any minicnn among them left out) and the system libraries, and writes only
+its temporary folder; the grader's repository (solutions, minicnn/teach with the hidden checks), other
+submissions, /proc of other processes and the network are out of its reach. Its environment holds nothing of
+the grader's (a fixed short list of variables). On a kernel without Landlock the grader says so in every
+report and runs unconfined (``sandbox=False`` does that on purpose): then run it in a container, as Gradescope
+and otter-grader do.
 """
 from __future__ import annotations
 
@@ -64,6 +69,7 @@ class CheckResult:
 class SubmissionResult:
     name: str
     checks: list
+    warning: str = ""
 
     @property
     def score(self):
@@ -82,13 +88,14 @@ class SubmissionResult:
 
     def gradescope(self, visibility="visible"):
         """Gradescope's results.json: top-level score and one entry per check."""
-        return {"score": self.score, "output": f"{self.score:g} of {self.max_score:g} points",
+        return {"score": self.score, "output": f"{self.score:g} of {self.max_score:g} points"
+                + (f"\n{self.warning}" if self.warning else ""),
                 "tests": [{"name": f"{check.task}: {check.title}", "score": check.score,
                            "max_score": check.max_score, "output": check.output(),
                            "visibility": visibility} for check in self.checks]}
 
     def report(self):
-        lines = [f"{self.name}: {self.score:g} of {self.max_score:g} points"]
+        lines = [f"{self.name}: {self.score:g} of {self.max_score:g} points"] + ([self.warning] if self.warning else [])
         for task, (earned, possible) in self.task_scores().items():
             lines.append(f"  {task:<30} {earned:5.2f} / {possible:g}")
             messages = [message for check in self.checks if check.task == task for message in check.messages]
@@ -111,12 +118,74 @@ def copy_submission(source, destination):
     shutil.copy(Path(runner.__file__), Path(destination) / "runner.py")
 
 
-def run_in_subprocess(folder, cases, time_limit, tag):
+# Read-only paths a submission's process needs besides Python's own sys.path (shared libraries, the CPU count).
+SYSTEM_READ_PATHS = ("/lib", "/lib32", "/lib64", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/local/lib",
+                     "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/dev/urandom", "/proc/cpuinfo",
+                     "/proc/meminfo", "/sys/devices/system/cpu", "/sys/fs/cgroup/cpu.max")
+SYSTEM_WRITE_PATHS = ("/dev/null",)
+GRADER_PACKAGES = ("minicnn", "mnist_loader")  # an installed copy in a site-packages is left out of the sandbox
+
+
+def _is_beneath(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _readable_without(path, secrets):
+    """[path] when no secret lies beneath it, else its entries (recursively) minus the secrets."""
+    if any(_is_beneath(path, secret) for secret in secrets):
+        return []
+    if not any(_is_beneath(secret, path) for secret in secrets):
+        return [path]
+    try:
+        entries = sorted(os.listdir(path))
+    except OSError:
+        return []
+    return [kept for entry in entries for kept in _readable_without(os.path.join(path, entry), secrets)]
+
+
+def sandbox_paths():
+    """What the submission's process may read: Python's sys.path (without the grader's repository, any folder
+    holding a minicnn and, in a site-packages, minicnn's own entries) and the system paths above."""
+    secrets = {str(PACKAGE_ROOT)}
+    read = []
+    for entry in sys.path:
+        entry = os.path.abspath(entry) if entry else ""
+        if not entry or not os.path.exists(entry):
+            continue
+        if os.path.isdir(os.path.join(entry, "minicnn")) and not entry.endswith(("site-packages", "dist-packages")):
+            secrets.add(entry)  # a source tree or another copy of the solution
+        elif os.path.isdir(entry):
+            secrets.update(os.path.join(entry, name) for name in GRADER_PACKAGES if os.path.exists(os.path.join(entry, name)))
+        read.append(entry)
+    read += [path for path in SYSTEM_READ_PATHS if os.path.exists(path)]
+    secrets = sorted(secrets)
+    return sorted({kept for path in read for kept in _readable_without(os.path.realpath(path), secrets)}
+                  | {kept for path in read for kept in _readable_without(path, secrets)})
+
+
+_LANDLOCK = {}
+
+
+def landlock_available():
+    """(True, '') when this kernel enforces Landlock, else (False, why). Asked once, in a throwaway process."""
+    if "answer" not in _LANDLOCK:
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); import runner\n"
+                "try:\n    runner.landlock([], [])\nexcept OSError as error:\n    print(error)")
+        completed = subprocess.run([sys.executable, "-I", "-c", code, str(Path(runner.__file__).parent)],
+                                   capture_output=True, text=True, timeout=60, env={"PATH": os.environ.get("PATH", "")})
+        why = (completed.stdout + completed.stderr).strip()
+        _LANDLOCK["answer"] = (completed.returncode == 0 and not why, why)
+    return _LANDLOCK["answer"]
+
+
+def run_in_subprocess(folder, cases, time_limit, tag, sandbox=True):
     """Run the runner on these cases in ``folder``: ([{check, outputs|error, printed}], None) or (None, why)."""
     folder = Path(folder)
     request, result = folder / f"request-{tag}.json", folder / f"result-{tag}.json"
     request.write_text(json.dumps({"cases": cases, "output_cap": runner.OUTPUT_CAP,
-                                   "file_size_limit": FILE_SIZE_LIMIT}))
+                                   "file_size_limit": FILE_SIZE_LIMIT,
+                                   "sandbox": {"read": sandbox_paths(), "write": list(SYSTEM_WRITE_PATHS)}
+                                   if sandbox else None}))
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder), "OMP_NUM_THREADS": "1",
                    "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MINICNN_ENGINE": "reference",
                    "MPLBACKEND": "Agg", "NUMBA_CACHE_DIR": str(folder / ".numba")}
@@ -190,13 +259,13 @@ def known_bug(check, outputs):
 
 
 # ---------------------------------------------------------------------------------------------- grading
-def grade_task(folder, task_id, time_limit):
+def grade_task(folder, task_id, time_limit, sandbox=True):
     """The CheckResults of one task, run in one subprocess."""
     task_checks = checks_module.checks_of(task_id)
     points = checks_module.points_of(task_id) / len(task_checks)
     cases = [{"check": check.name, "probe": check.probe,
               "inputs": runner.encode(checks_module.expected_outputs(check)[0])} for check in task_checks]
-    results, failure = run_in_subprocess(folder, cases, time_limit, task_id)
+    results, failure = run_in_subprocess(folder, cases, time_limit, task_id, sandbox)
     graded = []
     for index, check in enumerate(task_checks):
         _, expected = checks_module.expected_outputs(check)
@@ -230,8 +299,16 @@ def _error_message(task_id, error):
     return f"{task_id}: {error}"
 
 
-def grade_submission(path, tasks, time_limit=TIME_LIMIT, jobs=2, name=None, end_to_end=True):
-    """Grade one submission folder on these tasks (Task objects); a SubmissionResult."""
+def grade_submission(path, tasks, time_limit=TIME_LIMIT, jobs=2, name=None, end_to_end=True, sandbox=None):
+    """Grade one submission folder on these tasks (Task objects); a SubmissionResult. ``sandbox``: None runs the
+    submission in the Landlock sandbox when the kernel has it (else unconfined, with a warning in the report),
+    True requires it (a task fails when it cannot be set up), False runs unconfined."""
+    warning = ""
+    if sandbox is None:
+        sandbox, why = landlock_available()
+        if not sandbox:
+            warning = (f"warning: submissions ran unconfined (no sandbox: {why}); they could read files of this "
+                       "machine, the solutions among them: grade in a container")
     task_ids = task_ids_with_end_to_end(tasks) if end_to_end else [task.id for task in tasks]
     for task_id in task_ids:  # expected values first, in this process (not in the worker threads)
         for check in checks_module.checks_of(task_id):
@@ -239,8 +316,9 @@ def grade_submission(path, tasks, time_limit=TIME_LIMIT, jobs=2, name=None, end_
     with tempfile.TemporaryDirectory(prefix="minicnn-grade-") as folder:
         copy_submission(path, folder)
         with ThreadPoolExecutor(max(1, jobs)) as pool:
-            per_task = list(pool.map(lambda task_id: grade_task(folder, task_id, time_limit), task_ids))
-    return SubmissionResult(name or Path(path).resolve().name, [result for results in per_task for result in results])
+            per_task = list(pool.map(lambda task_id: grade_task(folder, task_id, time_limit, sandbox), task_ids))
+    return SubmissionResult(name or Path(path).resolve().name, [result for results in per_task for result in results],
+                            warning)
 
 
 def write_json(results, path):

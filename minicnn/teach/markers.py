@@ -60,14 +60,14 @@ def cut(source, tasks, path="<source>"):
 
 
 def patch_line(source, task_id, old, new, path="<source>"):
-    """The file with the one line of task ``task_id``'s region that contains ``old`` changed to contain ``new``
-    (the text is replaced inside that line). Raises if ``old`` is not in exactly one line of the region."""
+    """The file with the one line of task ``task_id``'s regions that contains ``old`` changed to contain ``new``
+    (the text is replaced inside that line). Raises if ``old`` is not in exactly one line of the regions (a task
+    may have several regions in its file, e.g. a function and the layer method that calls it)."""
     lines = source.split("\n")
     regions = [region for region in find_regions(source, path) if region.task == task_id]
     if not regions:
         raise ValueError(f"{path}: no region for task {task_id}")
-    region = regions[0]
-    body = range(region.begin + 1, region.end)
+    body = [index for region in regions for index in range(region.begin + 1, region.end)]
     hits = [index for index in body if lines[index].strip() == old.strip()]  # a whole line first
     hits = hits or [index for index in body if old in lines[index]]
     if len(hits) != 1:

@@ -25,6 +25,17 @@ def test_relu_backward():
     from minicnn.layers import ReLU
     assert check_layer(ReLU(), (5, 4), verbose=False).passed
 ''',
+    "leaky_relu.forward": '''
+def test_leaky_relu_forward():
+    from minicnn.layers.leaky_relu import leaky_relu_forward
+    y, mask = leaky_relu_forward(np.array([[-1.0, 0.0, 2.0]]), 0.5)
+    assert np.array_equal(y, [[-0.5, 0.0, 2.0]]) and np.array_equal(mask, [[False, True, True]])
+''',
+    "leaky_relu.backward": '''
+def test_leaky_relu_backward():
+    from minicnn.layers import LeakyReLU
+    assert check_layer(LeakyReLU(0.2), (5, 4), verbose=False).passed
+''',
     "dense.forward": '''
 def test_dense_forward():
     from minicnn.layers.dense import dense_forward
@@ -95,6 +106,29 @@ def test_conv2d_forward():
 def test_conv2d_backward():
     from minicnn.layers import Conv2D
     assert check_layer(Conv2D(2, 3, strides=2, padding="same"), (5, 6, 2), verbose=False).passed
+''',
+    "dropout.forward": '''
+def test_dropout_forward():
+    from minicnn.layers import Dropout
+    from minicnn.layers.dropout import dropout_forward
+    y, mask = dropout_forward(np.ones((2, 2)), 0.5, np.array([[True, False], [False, True]]))
+    assert np.array_equal(y, [[2.0, 0.0], [0.0, 2.0]])
+    layer = Dropout(0.5, seed=0)
+    layer.build((100,), "float64", None)
+    x = np.ones((50, 100))
+    assert np.array_equal(layer.forward(x, False)[0], x)              # the identity at inference
+    assert abs(layer.forward(x, True)[0].mean() - 1) < 0.05           # the expected output is the input
+''',
+    "dropout.backward": '''
+def test_dropout_backward():
+    from minicnn.layers.dropout import dropout_backward
+    dx = dropout_backward(np.full((1, 3), 3.0), np.array([[True, False, True]]), 0.25)
+    assert np.allclose(dx, [[4.0, 0.0, 4.0]])
+''',
+    "batch_normalization.backward": '''
+def test_batch_normalization_backward():
+    from minicnn.layers import BatchNormalization
+    assert check_layer(BatchNormalization(), (6,), batch_size=4, verbose=False).passed
 ''',
     "adam.update": '''
 def test_adam_update():

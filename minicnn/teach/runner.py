@@ -64,6 +64,16 @@ def probe_relu_backward(resolve, inputs):
     return {"dx": resolve("minicnn.layers.relu", "relu_backward")(inputs["dy"].copy(), inputs["y"].copy())}
 
 
+def probe_leaky_relu_forward(resolve, inputs):
+    y, cache = resolve("minicnn.layers.leaky_relu", "leaky_relu_forward")(inputs["x"].copy(), inputs["slope"])
+    return {"y": y, "cache (the mask x >= 0)": np.asarray(cache)}
+
+
+def probe_leaky_relu_backward(resolve, inputs):
+    return {"dx": resolve("minicnn.layers.leaky_relu", "leaky_relu_backward")(
+        inputs["dy"].copy(), inputs["mask"].astype(bool), inputs["slope"])}
+
+
 def probe_dense_forward(resolve, inputs):
     y, cache = resolve("minicnn.layers.dense", "dense_forward")(inputs["x"], inputs["kernel"], inputs["bias"])
     return {"y": y, "cache": list(cache)}
@@ -143,6 +153,43 @@ def probe_conv2d_backward(resolve, inputs):
     return {"dx": dx, "dkernel": dkernel, "dbias": dbias}
 
 
+def probe_dropout_forward(resolve, inputs):
+    x, rate = inputs["x"], inputs["rate"]
+    y, cache = resolve("minicnn.layers.dropout", "dropout_forward")(x.copy(), rate, inputs["mask"].astype(bool))
+    return {"y": y, "cache (the keep mask)": np.asarray(cache)}
+
+
+def probe_dropout_layer(resolve, inputs):
+    """The layer's switch: two training calls (two masks), inference, and rate 0 in training."""
+    layer_class, x = resolve("minicnn.layers.dropout", "Dropout"), inputs["x"]
+    layer = layer_class(inputs["rate"], seed=inputs["seed"])
+    layer.build(x.shape[1:], "float64", None)
+    outputs = {"training, first call": layer.forward(x.copy(), True)[0],
+               "training, second call (a new mask)": layer.forward(x.copy(), True)[0],
+               "inference": layer.forward(x.copy(), False)[0]}
+    still = layer_class(0.0, seed=inputs["seed"])
+    still.build(x.shape[1:], "float64", None)
+    outputs["rate 0 in training"] = still.forward(x.copy(), True)[0]
+    return outputs
+
+
+def probe_dropout_backward(resolve, inputs):
+    return {"dx": resolve("minicnn.layers.dropout", "dropout_backward")(
+        inputs["dy"].copy(), inputs["mask"].astype(bool), inputs["rate"])}
+
+
+def probe_batch_normalization_backward(resolve, inputs):
+    backward = resolve("minicnn.layers.batch_normalization", "batch_normalization_backward")
+    gamma = inputs["gamma"]
+
+    def cache():
+        inv = 1 / np.sqrt(inputs["variance"] + inputs["epsilon"])
+        return inputs["x"].copy(), inputs["mean"].copy(), inv, None if gamma is None else gamma.copy()
+    dx, dgamma, dbeta = backward(inputs["dy"].copy(), cache(), inputs["training"], True)
+    skipped = backward(inputs["dy"].copy(), cache(), inputs["training"], False)[0]
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "dx is None without need_input_grad": skipped is None}
+
+
 def probe_adam_update(resolve, inputs):
     update = resolve("minicnn.kernels.optim", "adam_update_numpy")
     params, m, v = inputs["params"].copy(), inputs["m"].copy(), inputs["v"].copy()
@@ -216,6 +263,9 @@ def probe_end_to_end(resolve, inputs):
 
 PROBES = {
     "relu_forward": probe_relu_forward, "relu_backward": probe_relu_backward,
+    "leaky_relu_forward": probe_leaky_relu_forward, "leaky_relu_backward": probe_leaky_relu_backward,
+    "dropout_forward": probe_dropout_forward, "dropout_layer": probe_dropout_layer,
+    "dropout_backward": probe_dropout_backward, "batch_normalization_backward": probe_batch_normalization_backward,
     "dense_forward": probe_dense_forward, "dense_backward": probe_dense_backward,
     "softmax_forward": probe_softmax_forward, "softmax_backward": probe_softmax_backward,
     "cross_entropy": probe_cross_entropy, "numerical_gradient": probe_numerical_gradient,
@@ -293,6 +343,93 @@ def limit_file_size(limit):
         pass
 
 
+# ---------------------------------------------------------------------------------------------- sandbox
+# Landlock (Linux 5.13+): an unprivileged process can take away its own access to the filesystem, for itself
+# and every process it starts, for good. The runner does so before it imports the submission: afterwards it
+# reads only the folders the grader lists (Python, its site-packages without any minicnn, system libraries)
+# and writes only its own temporary folder. The grader's repository (the solution, minicnn/teach with the hidden
+# checks), other submissions, /proc of other processes and the network are out of reach; with ABI 6 it cannot
+# signal processes outside the sandbox either (the grader). Numbers from linux/landlock.h.
+_LANDLOCK_CREATE_RULESET, _LANDLOCK_ADD_RULE, _LANDLOCK_RESTRICT_SELF = 444, 445, 446  # x86_64 and arm64 alike
+_FS_EXECUTE, _FS_WRITE_FILE, _FS_READ_FILE, _FS_READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+_FS_TRUNCATE = 1 << 14
+_FS_RIGHTS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1, 5: (1 << 16) - 1}
+_NET_BIND_TCP, _NET_CONNECT_TCP = 1 << 0, 1 << 1
+_SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1 << 0, 1 << 1
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+def landlock_abi():
+    """The kernel's Landlock ABI version, 0 without Landlock (or off Linux)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        return max(0, int(libc.syscall(_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1))))
+    except (OSError, AttributeError):
+        return 0
+
+
+def landlock(read_paths, write_paths):
+    """Restrict this process to reading ``read_paths`` and reading/writing ``write_paths`` (files or folders,
+    with everything beneath). Returns a short description of what is enforced; raises OSError when the kernel
+    cannot (no Landlock), so that the caller decides."""
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+
+    def call(*arguments):
+        result = libc.syscall(*arguments)
+        if result < 0:
+            number = ctypes.get_errno()
+            raise OSError(number, f"landlock: {os.strerror(number)}")
+        return result
+
+    try:
+        abi = call(_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1))  # the ABI version
+    except OSError as error:
+        if error.errno in (errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(error.errno, "this kernel has no Landlock (Linux 5.13+ with landlock in its LSMs)") from None
+        raise
+    handled = _FS_RIGHTS_BY_ABI.get(abi, (1 << 16) - 1)
+
+    class RulesetAttr(ctypes.Structure):
+        _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                    ("scoped", ctypes.c_uint64)]
+
+    class PathBeneathAttr(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+    attr = RulesetAttr(handled, _NET_BIND_TCP | _NET_CONNECT_TCP if abi >= 4 else 0,
+                       _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if abi >= 6 else 0)
+    size = ctypes.sizeof(RulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)
+    ruleset = call(_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
+    file_rights = _FS_EXECUTE | _FS_WRITE_FILE | _FS_READ_FILE | (_FS_TRUNCATE if abi >= 3 else 0)
+    try:
+        for paths, rights in ((read_paths, _FS_READ_FILE | _FS_READ_DIR), (write_paths, handled)):
+            for path in paths:
+                try:
+                    descriptor = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue  # not on this machine
+                try:
+                    allowed = rights if os.path.isdir(path) else rights & file_rights
+                    rule = PathBeneathAttr(allowed, descriptor)
+                    call(_LANDLOCK_ADD_RULE, ruleset, ctypes.c_int(1), ctypes.byref(rule), ctypes.c_uint32(0))
+                finally:
+                    os.close(descriptor)
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+        call(_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0))
+    finally:
+        os.close(ruleset)
+    return (f"Landlock ABI {abi}: files read-only from {len(read_paths)} system paths, written only in the "
+            f"grading folder" + (", no TCP" if abi >= 4 else "") + (", no signals out" if abi >= 6 else ""))
+
+
 def main(argv):
     request_path, result_path = argv[1], argv[2]
     root = os.path.dirname(os.path.abspath(__file__))
@@ -306,6 +443,13 @@ def main(argv):
         request = json.load(file)
     os.remove(request_path)
     limit_file_size(request.get("file_size_limit", 16 * 2**20))
+    sandbox = request.get("sandbox")
+    if sandbox is not None:
+        try:
+            landlock(sandbox["read"], [root, *sandbox.get("write", [])])
+        except OSError as error:
+            if sandbox.get("required", True):
+                raise SystemExit(f"no sandbox, nothing run: {error}") from None
     with open(result_path, "w") as file:
         json.dump(run_request(request, root), file)
 

@@ -38,6 +38,12 @@ TASKS = [
     Task("relu.backward", "minicnn/layers/relu.py", "ReLU backward",
          "dx = dy where the forward output y was > 0, else 0 (0 at exactly 0); keep dy's dtype", "easy", 2,
          ("relu.backward", "relu.backward.gradcheck")),
+    Task("leaky_relu.forward", "minicnn/layers/leaky_relu.py", "LeakyReLU forward",
+         "y = x where x >= 0, negative_slope * x elsewhere; the cache is the mask x >= 0 (a bool array)", "easy", 2,
+         ("leaky_relu.forward",)),
+    Task("leaky_relu.backward", "minicnn/layers/leaky_relu.py", "LeakyReLU backward",
+         "dx = dy where the mask (x >= 0) holds, negative_slope * dy elsewhere", "easy", 2,
+         ("leaky_relu.backward", "leaky_relu.backward.gradcheck")),
     Task("dense.forward", "minicnn/layers/dense.py", "Dense forward",
          "y = x @ kernel + bias; the cache is the tuple (x, kernel)", "easy", 2, ("dense.forward",)),
     Task("dense.backward", "minicnn/layers/dense.py", "Dense backward",
@@ -77,6 +83,21 @@ TASKS = [
          "dbias = dy summed over (N, OH, OW); dkernel = columns.T @ dy as (N*OH*OW, F); dcolumns = dy @ "
          "kernel_matrix.T, col2im onto zeros like x_padded, then cut the padding off", "hard", 5,
          ("conv2d.backward", "conv2d.backward.strided_same", "conv2d.backward.gradcheck"), ("conv2d.col2im",)),
+    Task("dropout.forward", "minicnn/layers/dropout.py", "Dropout forward (inverted dropout) and its switch",
+         "dropout_forward: y = x / (1 - rate) where the keep mask is True, 0 elsewhere, cache = the mask; "
+         "Dropout.forward: the identity (cache None) at inference or rate 0, else draw "
+         "dropout_mask(x.shape, rate, seed, calls), count the call, apply dropout_forward", "medium", 3,
+         ("dropout.forward", "dropout.forward.layer")),
+    Task("dropout.backward", "minicnn/layers/dropout.py", "Dropout backward",
+         "dx = dy / (1 - rate) where the cached keep mask is True, 0 elsewhere", "easy", 2,
+         ("dropout.backward", "dropout.backward.gradcheck")),
+    Task("batch_normalization.backward", "minicnn/layers/batch_normalization.py", "BatchNormalization backward",
+         "see rows (M, F) = x.reshape(-1, F); xhat = (rows - mean) * inv; dbeta = sum(dy), dgamma = sum(dy * xhat) "
+         "over rows; None for dx unless need_input_grad; at inference dx = dy * gamma * inv; in training "
+         "dx = gamma * inv * (dy - dbeta / M - xhat * dgamma / M) (gamma None means 1)", "hard", 5,
+         ("batch_normalization.backward", "batch_normalization.backward.conv",
+          "batch_normalization.backward.gradcheck", "batch_normalization.backward.inference",
+          "batch_normalization.backward.no_scale")),
     Task("adam.update", "minicnn/kernels/optim.py", "Adam, Keras's epsilon-hat form, in place",
          "m += (g - m) * (1 - beta_1); v += (g*g - v) * (1 - beta_2); flush subnormals of m and v; "
          "params -= alpha * m / (sqrt(v) + epsilon) (alpha already holds the bias correction)", "medium", 3,
