@@ -612,18 +612,36 @@ def load_model(path, dtype=None, engine=None):
         architecture["engine"] = engine
     try:
         model = Sequential.from_config(architecture, dtype=dtype)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
         raise ModelFileError(f"{path}: the architecture record cannot be rebuilt: {error}") from None
     serialization.assign_weights(model, arrays, path)
     model.metadata = architecture.get("metadata")
     saved_optimizer = architecture.get("optimizer")
-    if saved_optimizer is not None and saved_optimizer.get("class") in OPTIMIZER_CLASSES:
-        model.compile(optimizer=OPTIMIZER_CLASSES[saved_optimizer["class"]](**saved_optimizer["config"]),
-                      loss=model.loss)
-        state = [arrays.get(f"optimizer_{name}") for name in model.optimizer.state_names]
-        if all(array is not None and array.shape == model.flat_params.shape for array in state):
-            model.optimizer.set_state(saved_optimizer.get("iterations", 0), state)
+    if saved_optimizer is not None:
+        load_optimizer_state(model, saved_optimizer, arrays, path)
     return model
+
+
+def load_optimizer_state(model, saved_optimizer, arrays, path):
+    """Compile ``model`` with the saved optimizer and put its state back, or ModelFileError: an unknown optimizer,
+    settings it refuses, or state arrays missing or of the wrong length are never silently dropped."""
+    if saved_optimizer.get("class") not in OPTIMIZER_CLASSES:
+        raise ModelFileError(f"{path}: unknown optimizer {saved_optimizer.get('class')!r:.60} in the file; minicnn "
+                             f"knows {sorted(OPTIMIZER_CLASSES)}. Save it with include_optimizer=False to drop it.")
+    try:
+        optimizer = OPTIMIZER_CLASSES[saved_optimizer["class"]](**saved_optimizer.get("config", {}))
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: the saved optimizer's settings are refused: {error}") from None
+    model.compile(optimizer=optimizer, loss=model.loss)
+    state = []
+    for name in model.optimizer.state_names:
+        array = arrays.get(f"optimizer_{name}")
+        if array is None or array.shape != model.flat_params.shape:
+            found = "missing" if array is None else f"of shape {array.shape}"
+            raise ModelFileError(f"{path}: the optimizer's state {name!r} is {found}; the model has "
+                                 f"{model.flat_params.size} parameters: the file is damaged.")
+        state.append(array)
+    model.optimizer.set_state(saved_optimizer.get("iterations", 0), state)
 
 
 def warm_up(model=None):
