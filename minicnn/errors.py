@@ -28,6 +28,3 @@ class InputError(MiniCNNError, ValueError):
 class ModelFileError(MiniCNNError, ValueError):
     """A saved model file is missing, corrupted, or does not match the model it is loaded into."""
 
-
-class ImageError(MiniCNNError, ValueError):
-    """An image file that cannot be read as a digit: missing, not an image, damaged, or too large."""
