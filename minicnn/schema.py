@@ -42,8 +42,9 @@ LIMITS = {
     "json_depth": 32,               # nesting of lists and objects in it
     "layers": 1000,
     "dimension": 1 << 15,           # one axis of the input shape (height, width or channels)
-    "sample_elements": 1 << 26,     # elements of one sample at any layer's input or output (256 MiB float32)
-    "parameters": 1 << 28,          # trainable + non-trainable numbers of the whole model (1 GiB float32)
+    "sample_elements": 1 << 24,     # elements of one sample at any layer's input or output (64 MiB float32)
+    "parameters": 1 << 27,          # trainable + non-trainable numbers of the whole model (512 MiB float32)
+    "compression": 50,              # a member over 16 MiB may not decompress to more than 50x its stored size
     "units": 1 << 20,               # Dense units, Conv2D filters
     "window": 1 << 10,              # kernel_size, pool_size, strides
 }
@@ -98,8 +99,16 @@ def read_model_archive(path, format_name, limits=None):
                     _fail(path, f"member {info.filename} declares {info.file_size:,} bytes, more than this "
                                 f"architecture's weights can take ({largest:,}): the file is damaged or not minicnn's; "
                                 "nothing was decompressed.")
+                if info.file_size > 16 << 20 and info.file_size > limits["compression"] * info.compress_size:
+                    _fail(path, f"member {info.filename} would decompress {info.file_size // max(info.compress_size, 1)}"
+                                f"-fold to {info.file_size:,} bytes (weights hardly compress): a decompression bomb? "
+                                "Nothing was decompressed.")
                 with archive.open(info) as member:
                     arrays[name] = _read_npy(member, info, path)
+            stored = sum(array.size for name, array in arrays.items() if name.startswith(("param_", "state_")))
+            if parameters > stored:  # before Sequential.build allocates them: the file cannot fill such a model
+                _fail(path, f"the architecture has {parameters:,} weights but the file holds {stored:,}: it was saved "
+                            "from a different architecture, or is damaged.")
             arrays["format"], arrays["architecture"] = np.array(found), np.array(text)
             return architecture, arrays
     except ModelFileError:
@@ -276,7 +285,7 @@ def parameter_count(layer, input_shape):
     if hasattr(layer, "filters"):                                          # Conv2D
         return (math.prod(layer.kernel_size) * channels + 1) * layer.filters
     if type(layer).__name__ == "BatchNormalization":                       # gamma, beta, moving mean, variance
-        return 4 * channels
+        return (2 + bool(layer.center) + bool(layer.scale)) * channels
     return 0
 
 
