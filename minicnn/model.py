@@ -454,6 +454,9 @@ class Sequential:
         if validation_data is not None:
             x_val = self.prepare_inputs(validation_data[0])
             y_val = self.prepare_labels(validation_data[1], len(x_val))
+            if len(x_val) == 0:  # refused now: evaluate would refuse it after training
+                raise ValueError("the validation set is empty (0 images): pass more data, a larger validation_split, "
+                                 "or no validation")
         if len(x) == 0:
             raise ValueError("no training samples left (check validation_split)")
         rng = np.random.default_rng(self.seed if seed is None else seed)
