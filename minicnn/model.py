@@ -615,7 +615,7 @@ def load_model(path, dtype=None, engine=None):
         architecture["engine"] = engine
     try:
         model = Sequential.from_config(architecture, dtype=dtype)
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError) as error:
         raise ModelFileError(f"{path}: the architecture record cannot be rebuilt: {error}") from None
     serialization.assign_weights(model, arrays, path)
     model.metadata = architecture.get("metadata")

@@ -32,6 +32,7 @@ import zlib
 import numpy as np
 
 from minicnn.errors import ModelFileError, ShapeError
+from minicnn.initializers import INITIALIZERS
 from minicnn.layers import ACTIVATION_LAYERS, LAYER_CLASSES
 from minicnn.losses import LOSSES
 
@@ -273,6 +274,8 @@ LAYER_FIELDS = {  # rules by config key; any other key must be a plain value the
     "name": lambda v, at, path, limits: _string(v, at, path, none=True, longest=128),
     "activation": lambda v, at, path, limits: _string(v, at, path, sorted(ACTIVATION_LAYERS), none=True),
     "seed": lambda v, at, path, limits: _integer(v, at, path, -(2 ** 63), 2 ** 64 - 1, none=True),
+    "kernel_initializer": lambda v, at, path, limits: _string(v, at, path, INITIALIZERS),
+    "bias_initializer": lambda v, at, path, limits: _string(v, at, path, INITIALIZERS),
 }
 
 
