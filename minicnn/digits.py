@@ -22,6 +22,7 @@ Used by ``minicnn predict``, ``minicnn pad`` and demo/predict_digit.py.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,10 @@ def load_image(source, max_pixels=MAX_PIXELS):
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
     try:
-        with Image.open(source) as image:
+        with warnings.catch_warnings():  # Pillow warns over 89 megapixels; the limit checked below is ours
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
+        with image:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLarge(f"{name} is {width}x{height} = {width * height:,} pixels, over the limit of "

@@ -9,6 +9,7 @@ file around a minute on 2 cores; MINICNN_FUZZ_SCALE=10 runs ten times as many (a
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import http.client
 import io
@@ -143,20 +144,20 @@ def test_architecture_json_mutations(good_model_file, data):
         where = data.draw(st.sampled_from(paths), label="path")
         action = data.draw(st.sampled_from(["replace", "delete", "add"]), label="action")
         if not where:
-            architecture = data.draw(JSON_VALUES, label="whole") if action == "replace" else architecture
+            architecture = copy.deepcopy(data.draw(JSON_VALUES, label="whole")) if action == "replace" else architecture
             continue
         parent = architecture
         for key in where[:-1]:
             parent = parent[key]
         key = where[-1]
-        if action == "replace":
-            parent[key] = data.draw(JSON_VALUES, label="value")
+        if action == "replace":  # (copies: sampled lists and dicts are shared between examples)
+            parent[key] = copy.deepcopy(data.draw(JSON_VALUES, label="value"))
         elif action == "delete":
             del parent[key]
         elif isinstance(parent, dict):
-            parent[data.draw(st.text(max_size=10), label="new key")] = data.draw(JSON_VALUES, label="value")
+            parent[data.draw(st.text(max_size=10), label="new key")] = copy.deepcopy(data.draw(JSON_VALUES, label="value"))
         else:
-            parent.insert(key, data.draw(JSON_VALUES, label="value"))
+            parent.insert(key, copy.deepcopy(data.draw(JSON_VALUES, label="value")))
     arrays["architecture"] = np.array(json.dumps(architecture))
     path = WORK / "architecture.npz"
     with open(path, "wb") as file:
