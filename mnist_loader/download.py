@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -148,7 +149,7 @@ def _stream(url: str, output, *, timeout: float, verbose: bool, label: str, dead
     `budget` bytes come (announced or sent)."""
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     start = time.monotonic()
-    with urllib.request.urlopen(request, timeout=min(timeout, deadline)) as response:
+    with _open_within(request, min(timeout, deadline), min(deadline, GRACE + timeout)) as response:
         if verbose:
             print(f"mnist_loader: downloading {url}", file=sys.stderr)
         length_header = response.headers.get("Content-Length")
@@ -171,6 +172,28 @@ def _stream(url: str, output, *, timeout: float, verbose: bool, label: str, dead
             f"truncated response: received {received:,} of {expected:,} bytes before the connection closed; "
             f"the download was discarded"
         )
+
+
+def _open_within(request, timeout: float, seconds: float):
+    """urllib.request.urlopen, but a DatasetError if the status line and headers have not all arrived within
+    `seconds`: each read's timeout does not bound a server that drips its headers a byte at a time. (The opening
+    thread is left behind, a daemon, until the server gives up.)"""
+    outcome = {}
+
+    def open_url():
+        try:
+            outcome["response"] = urllib.request.urlopen(request, timeout=timeout)
+        except BaseException as error:  # handed to the caller below
+            outcome["error"] = error
+
+    opener = threading.Thread(target=open_url, daemon=True, name="mnist_loader-open")
+    opener.start()
+    opener.join(seconds)
+    if opener.is_alive():
+        raise DatasetError(f"the mirror did not send its response headers within {seconds:.0f} s; abandoned")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["response"]
 
 
 def _check_progress(received: int, elapsed: float, deadline: float, budget: int | None) -> None:

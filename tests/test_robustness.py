@@ -331,14 +331,23 @@ def test_optimizer_hyperparameters_are_checked(make):
 
 # ---------------------------------------------------------------------------------------------------- data
 class SlowHandler(BaseHTTPRequestHandler):
-    """/slow/...: one byte a second of a 10,008-byte body; /huge/...: announces 10^12 bytes; /endless/...: sends
-    zeros without a Content-Length until the client stops reading."""
+    """/slow/...: one byte a second of a 10,008-byte body; /drip/...: headers at one byte a second; /huge/...:
+    announces 10^12 bytes; /endless/...: sends zeros without a Content-Length until the client stops reading."""
 
     def log_message(self, *args):
         pass
 
     def do_GET(self):  # noqa: N802
         self.send_response(200)
+        if self.path.startswith("/drip/"):  # the headers themselves, one byte a second
+            try:
+                for byte in b"X-Slow: " + b"a" * 10**5:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(1.0)
+            except OSError:
+                pass
+            return
         if self.path.startswith("/huge/"):
             self.send_header("Content-Length", str(10**12))
             self.end_headers()
@@ -376,6 +385,10 @@ def test_a_one_byte_per_second_mirror_fails_fast(slow_server, tmp_path, monkeypa
     started = time.monotonic()
     with pytest.raises(DataNotFound, match="too slow"):
         download.download_file(MNIST, labels, tmp_path, [slow_server + "/slow/"], verbose=False)
+    assert time.monotonic() - started < 30
+    started = time.monotonic()
+    with pytest.raises(DataNotFound, match="response headers within"):  # headers dripped: GRACE + timeout
+        download.download_file(MNIST, labels, tmp_path, [slow_server + "/drip/"], verbose=False, timeout=2)
     assert time.monotonic() - started < 30
     monkeypatch.setattr(download, "GRACE", 1e9)
     started = time.monotonic()
