@@ -9,7 +9,15 @@ layers in order), minicnn/model.py, then minicnn/fast/ (the fast engine: a plan 
 """
 from minicnn import callbacks, layers, optimizers, regularizers
 from minicnn.architectures import ARCHITECTURES, default_cnn, lenet5, mlp, report001, report003, report004, seed_cnn
-from minicnn.errors import LabelError, MiniCNNError, ModelFileError, NonFiniteLossError, ShapeError
+from minicnn.errors import (
+                            InputError,
+                            LabelError,
+                            MiniCNNError,
+                            ModelFileError,
+                            NonFiniteGradientError,
+                            NonFiniteLossError,
+                            ShapeError,
+)
 from minicnn.history import History
 from minicnn.model import ENGINES, Sequential, load_model, warm_up
 
@@ -17,4 +25,5 @@ __version__ = "0.1.0"
 
 __all__ = ["callbacks", "layers", "optimizers", "regularizers", "Sequential", "load_model", "History", "ENGINES",
            "warm_up", "seed_cnn", "default_cnn", "lenet5", "mlp", "report001", "report003", "report004",
-           "ARCHITECTURES", "MiniCNNError", "ShapeError", "LabelError", "NonFiniteLossError", "ModelFileError"]
+           "ARCHITECTURES", "MiniCNNError", "ShapeError", "LabelError", "NonFiniteLossError", "ModelFileError",
+           "InputError", "NonFiniteGradientError"]

@@ -22,6 +22,7 @@ Used by ``minicnn predict``, ``minicnn pad`` and demo/predict_digit.py.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,12 +63,18 @@ def load_image(source, max_pixels=MAX_PIXELS):
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
     try:
-        with Image.open(source) as image:
+        with warnings.catch_warnings():  # Pillow warns over 89 megapixels; the limit checked below is ours
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
+        with image:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLarge(f"{name} is {width}x{height} = {width * height:,} pixels, over the limit of "
                                     f"{max_pixels:,}: scale it down (a digit needs a few hundred pixels a side)")
             image.draft("RGB", (WORKING_SIZE * 2, WORKING_SIZE * 2))  # JPEG: decode at a reduced scale, fast
+            image = upright(image)
+            if image.mode in HIGH_DEPTH_MODES:  # 16-bit (or 32-bit) grayscale: convert("RGBA") would clip at 255
+                return high_depth_gray(image)
             return flatten_alpha(np.asarray(image.convert("RGBA"), dtype=np.float32) / 255)
     except ImageProblem:
         raise
@@ -93,6 +100,30 @@ def to_gray(pixels):
     if pixels.ndim != 2 or min(pixels.shape) < 1:
         raise ImageProblem(f"expected an image (H, W) or (H, W, 1|3|4), got an array of shape {pixels.shape}")
     return pixels
+
+
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def upright(image):
+    """The image turned as its EXIF Orientation tag says (a phone photo is stored sideways, with a tag saying so);
+    unchanged without the tag."""
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(image) if image.getexif().get(0x0112, 1) != 1 else image
+
+
+def high_depth_gray(image):
+    """A 16-bit ("I;16", or "I" as Pillow opens 16-bit PNGs) or float ("F") grayscale image -> (H, W) in [0, 1]:
+    16-bit values scaled by 65535 (8-bit by 255: a 16-bit PNG is not mistaken for a blank page), floats by their
+    range if it exceeds 1."""
+    gray = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        top = float(np.nanmax(gray)) if gray.size else 1.0
+        gray = gray / (top if top > 1 else 1.0)
+    else:
+        gray = gray / 65535.0
+    return np.clip(np.nan_to_num(gray), 0, 1).astype(np.float32)
 
 
 def flatten_alpha(rgba):
@@ -359,6 +390,11 @@ def centre_by_mass(digit, size=SIZE):
 def digit_steps(source, max_pixels=MAX_PIXELS):
     """Every step of read_digit, as [(name, image)]: for pictures and for finding which step went wrong."""
     if isinstance(source, np.ndarray):
+        if source.size > 4 * max_pixels:
+            raise ImageTooLarge(f"the image has {source.size:,} values, over the limit of {max_pixels:,} pixels")
+        if source.dtype.kind not in "biuf" or (source.dtype.kind == "f" and not np.isfinite(source).all()):
+            raise ImageProblem(f"the image array must hold finite real numbers (dtype {source.dtype}, NaN or "
+                               "infinity refused)")
         gray = to_gray(source)
         if gray.size > max_pixels:
             raise ImageTooLarge(f"the image has {gray.size:,} pixels, over the limit of {max_pixels:,}")

@@ -17,5 +17,14 @@ class NonFiniteLossError(MiniCNNError, FloatingPointError):
     """The training loss became NaN or infinite; training stopped before the bad update was applied."""
 
 
+class NonFiniteGradientError(NonFiniteLossError):
+    """A gradient became NaN or infinite (the message names the layers); training stopped before the update."""
+
+
+class InputError(MiniCNNError, ValueError):
+    """Inputs a model cannot take: NaN or infinite values, or a non-numeric dtype."""
+
+
 class ModelFileError(MiniCNNError, ValueError):
     """A saved model file is missing, corrupted, or does not match the model it is loaded into."""
+

@@ -15,7 +15,10 @@ INITIALIZERS = ("glorot_uniform", "he_uniform", "he_normal", "zeros")
 
 
 def fans(shape):
-    """(fan_in, fan_out) of a Dense (in, out) or Conv2D (KH, KW, C, F) kernel."""
+    """(fan_in, fan_out) of a Dense (in, out) or Conv2D (KH, KW, C, F) kernel; a bias (n,) counts n both ways
+    (as Keras's compute_fans), so ``bias_initializer="glorot_uniform"`` works as there."""
+    if len(shape) == 1:
+        return shape[0], shape[0]
     if len(shape) == 2:
         return shape[0], shape[1]
     receptive_field = int(np.prod(shape[:-2]))

@@ -24,12 +24,13 @@ view into them, so the optimizer updates everything in one call.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 
 import numpy as np
 
 from minicnn import serialization
-from minicnn.errors import LabelError, ModelFileError, NonFiniteLossError, ShapeError
+from minicnn.errors import InputError, LabelError, ModelFileError, NonFiniteGradientError, NonFiniteLossError, ShapeError
 from minicnn.fast import startup
 from minicnn.fast.engine import FastEngine
 from minicnn.history import EpochProgress, History
@@ -42,6 +43,43 @@ from minicnn.reference import ReferenceEngine
 ENGINES = {"fast": lambda layers, threads: FastEngine(layers, threads, kernels="numba"),
            "reference": lambda layers, threads: ReferenceEngine(layers, threads),
            "twins": lambda layers, threads: FastEngine(layers, threads, kernels="numpy")}
+
+
+def whole_number(value, name, minimum, default=None):
+    """``value`` as an int >= ``minimum`` (None: ``default``), else a ValueError naming the argument. Accepts Python
+    and NumPy integers only: ``epochs=2.5`` or ``batch_size="32"`` is refused, not rounded."""
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_finite_inputs(x, what="inputs"):
+    """Refuse NaN or infinite values in ``x`` (a float array) with an InputError that says where the first one is:
+    one NaN pixel would otherwise turn every weight into NaN, or make predict/evaluate return NaN."""
+    if x.size and not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))
+        first = tuple(int(i) for i in bad[0])
+        raise InputError(f"the {what} contain {len(bad)} NaN or infinite value(s), the first at index {first} "
+                         f"(image {first[0]}): {x[first]}. Clean or drop those images (np.isfinite(x).all(axis=(1, 2, 3))"
+                         " tells which) before training or predicting.")
+
+
+def unpack_validation_data(validation_data):
+    """(x_val, y_val) from ``validation_data``, as Keras unpacks it; anything else is a ValueError."""
+    if isinstance(validation_data, list):
+        validation_data = tuple(validation_data)
+    if not isinstance(validation_data, tuple) or len(validation_data) not in (2, 3):
+        found = f"a tuple of {len(validation_data)}" if isinstance(validation_data, tuple) else type(validation_data).__name__
+        raise ValueError("`validation_data` is expected to be in format `(x_val, y_val)` (minicnn takes no "
+                         f"sample weights), found: {found}")
+    if len(validation_data) == 3 and validation_data[2] is not None:
+        raise ValueError("`validation_data` with sample weights (x_val, y_val, sample_weight) is not supported: "
+                         "pass (x_val, y_val)")
+    return validation_data[0], validation_data[1]
 
 
 def default_engine():
@@ -276,7 +314,11 @@ class Sequential:
         if x.shape[1:] != expected:
             raise ShapeError(f"the model expects inputs of shape (batch, {', '.join(map(str, expected))}), "
                              f"got {x.shape}")
-        return np.ascontiguousarray(x, dtype=self.dtype)
+        if x.dtype.kind not in "biuf":
+            raise InputError(f"inputs must be real numbers (bool, integer or float arrays), got dtype {x.dtype}")
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        check_finite_inputs(x)
+        return x
 
     def prepare_labels(self, y, count):
         """y checked against the model's classes: int64 (N,) class indices, or (N, K) one-hot rows."""
@@ -287,9 +329,19 @@ class Sequential:
         if self.loss == "categorical_crossentropy" or y.ndim == 2:
             if y.ndim != 2 or y.shape[1] != classes:
                 raise LabelError(f"one-hot labels must have shape (N, {classes}), got {y.shape}")
-            return np.ascontiguousarray(y, dtype=self.dtype)
+            if y.dtype.kind not in "biuf":
+                raise LabelError(f"one-hot labels must be real numbers, got dtype {y.dtype}")
+            y = np.ascontiguousarray(y, dtype=self.dtype)
+            bad = ~np.isfinite(y).all(axis=1) | (y < 0).any(axis=1) | (np.abs(y.sum(axis=1) - 1) > 1e-3)
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise LabelError(f"one-hot labels must be finite, >= 0 and sum to 1 in each row; {int(bad.sum())} "
+                                 f"row(s) do not, the first is row {row}: {y[row]}")
+            return y
         if y.ndim != 1:
             raise LabelError(f"integer labels must have shape (N,), got {y.shape}")
+        if y.dtype.kind not in "biuf":
+            raise LabelError(f"labels must be class indices (integers), got dtype {y.dtype}")
         if not np.issubdtype(y.dtype, np.integer):
             if not np.all(np.mod(y, 1) == 0):
                 raise LabelError("labels must be whole numbers (class indices)")
@@ -354,8 +406,24 @@ class Sequential:
         mean_loss = loss_sum / len(x) + self.add_penalty_gradients(self._own_grads)
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(f"the training loss became {mean_loss}")
+        if not np.isfinite(self.flat_grads).all():
+            raise NonFiniteGradientError(f"the gradient became NaN or infinite in {self.non_finite_gradients()}")
         self.optimizer.apply(self.flat_params, self.flat_grads, self._engine.kernels)
+        if not np.isfinite(self.flat_params).all():
+            raise NonFiniteGradientError(f"the optimizer's update made weights NaN or infinite in "
+                                         f"{self.non_finite_gradients(self.parameters, 'value')}; the weights "
+                                         "before that update are lost (the learning rate is far too high?)")
         return mean_loss, correct
+
+    def non_finite_gradients(self, source=None, attribute="grad"):
+        """Which layers hold a NaN or infinite gradient (or ``attribute="value"``: weight): "layer 'dense' (kernel,
+        bias), ...", the last layer first (the order backpropagation reaches them)."""
+        found = []
+        for layer in reversed(self.layers):
+            names = [p.name for p in layer.parameters() if not np.isfinite(getattr(p, attribute)).all()]
+            if names:
+                found.append(f"layer '{layer.name}' ({', '.join(names)})")
+        return ", ".join(found) or "no layer"
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
             seed=None, verbose=1, callbacks=()):
@@ -367,6 +435,12 @@ class Sequential:
         (verbose=1: a bar on a terminal, else one line per epoch). ``callbacks``: see minicnn.callbacks (objects
         with ``on_epoch_begin(model, epoch)`` and/or ``on_epoch_end(model, epoch, logs)``; True from the latter stops).
         """
+        epochs = whole_number(epochs, "epochs", 0)
+        batch_size = whole_number(batch_size, "batch_size", 1, default=32)
+        if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
+            raise ValueError(f"`validation_split` must be a number in [0, 1), got {validation_split!r}")
+        if validation_data is not None:
+            validation_data = unpack_validation_data(validation_data)
         if self.optimizer is None:
             self.compile()
         x = self.prepare_inputs(x)
@@ -380,10 +454,11 @@ class Sequential:
         if validation_data is not None:
             x_val = self.prepare_inputs(validation_data[0])
             y_val = self.prepare_labels(validation_data[1], len(x_val))
+            if len(x_val) == 0:  # refused now: evaluate would refuse it after training
+                raise ValueError("the validation set is empty (0 images): pass more data, a larger validation_split, "
+                                 "or no validation")
         if len(x) == 0:
             raise ValueError("no training samples left (check validation_split)")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         rng = np.random.default_rng(self.seed if seed is None else seed)
         steps = math.ceil(len(x) / batch_size)
         history = History()
@@ -408,10 +483,11 @@ class Sequential:
                         loss, correct = self.train_step(x[batch], y[batch])
                     except NonFiniteLossError as error:
                         progress.close({})
-                        raise NonFiniteLossError(
-                            f"{error} at epoch {epoch + 1}, step {step + 1}. Training stopped before applying that "
-                            "update; nothing was saved. Try a lower learning rate, check the inputs for NaN, or "
-                            "scale the inputs to [0, 1].") from None
+                        kept = ("Training stopped before applying that update: the model keeps the weights of the "
+                                "last good step" if np.isfinite(self.flat_params).all() else "Training stopped")
+                        raise type(error)(
+                            f"{error} at epoch {epoch + 1}, step {step + 1}. {kept}; nothing was saved. Try a lower "
+                            "learning rate, check the inputs for NaN, or scale the inputs to [0, 1].") from None
                     loss_total += loss * len(batch)
                     correct_total += correct
                     seen += len(batch)
@@ -445,8 +521,11 @@ class Sequential:
     def evaluate(self, x, y, batch_size=256, verbose=0):
         """(mean loss, accuracy) on x, y, at inference (dropout off, BatchNormalization's moving statistics). The
         loss includes the regularization penalties, as Keras's evaluate."""
+        batch_size = whole_number(batch_size, "batch_size", 1, default=256)
         x = self.prepare_inputs(x)
         y = self.prepare_labels(y, len(x))
+        if len(x) == 0:
+            raise ValueError("evaluate got 0 images: there is nothing to compute a loss or an accuracy on")
         loss_total, correct = 0.0, 0
         for start in range(0, len(x), batch_size):
             logits = self._engine.outputs(x[start:start + batch_size], logits_only=True)
@@ -461,6 +540,7 @@ class Sequential:
 
     def predict(self, x, batch_size=256, verbose=0):
         """The model's outputs for x, computed batch by batch (probabilities if the model ends in Softmax)."""
+        batch_size = whole_number(batch_size, "batch_size", 1, default=256)
         x = self.prepare_inputs(x)
         outputs = [self.forward(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
         if not outputs:
@@ -535,18 +615,36 @@ def load_model(path, dtype=None, engine=None):
         architecture["engine"] = engine
     try:
         model = Sequential.from_config(architecture, dtype=dtype)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError) as error:
         raise ModelFileError(f"{path}: the architecture record cannot be rebuilt: {error}") from None
     serialization.assign_weights(model, arrays, path)
     model.metadata = architecture.get("metadata")
     saved_optimizer = architecture.get("optimizer")
-    if saved_optimizer is not None and saved_optimizer.get("class") in OPTIMIZER_CLASSES:
-        model.compile(optimizer=OPTIMIZER_CLASSES[saved_optimizer["class"]](**saved_optimizer["config"]),
-                      loss=model.loss)
-        state = [arrays.get(f"optimizer_{name}") for name in model.optimizer.state_names]
-        if all(array is not None and array.shape == model.flat_params.shape for array in state):
-            model.optimizer.set_state(saved_optimizer.get("iterations", 0), state)
+    if saved_optimizer is not None:
+        load_optimizer_state(model, saved_optimizer, arrays, path)
     return model
+
+
+def load_optimizer_state(model, saved_optimizer, arrays, path):
+    """Compile ``model`` with the saved optimizer and put its state back, or ModelFileError: an unknown optimizer,
+    settings it refuses, or state arrays missing or of the wrong length are never silently dropped."""
+    if saved_optimizer.get("class") not in OPTIMIZER_CLASSES:
+        raise ModelFileError(f"{path}: unknown optimizer {saved_optimizer.get('class')!r:.60} in the file; minicnn "
+                             f"knows {sorted(OPTIMIZER_CLASSES)}. Save it with include_optimizer=False to drop it.")
+    try:
+        optimizer = OPTIMIZER_CLASSES[saved_optimizer["class"]](**saved_optimizer.get("config", {}))
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"{path}: the saved optimizer's settings are refused: {error}") from None
+    model.compile(optimizer=optimizer, loss=model.loss)
+    state = []
+    for name in model.optimizer.state_names:
+        array = arrays.get(f"optimizer_{name}")
+        if array is None or array.shape != model.flat_params.shape:
+            found = "missing" if array is None else f"of shape {array.shape}"
+            raise ModelFileError(f"{path}: the optimizer's state {name!r} is {found}; the model has "
+                                 f"{model.flat_params.size} parameters: the file is damaged.")
+        state.append(array)
+    model.optimizer.set_state(saved_optimizer.get("iterations", 0), state)
 
 
 def warm_up(model=None):

@@ -23,11 +23,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from minicnn import schema
 from minicnn.errors import ModelFileError
 
 FORMAT = "minicnn-model-1"
@@ -39,6 +39,7 @@ def save_model(model, path, include_optimizer=True, metadata=None):
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")  # np.savez would append it anyway; be explicit
+    refuse_non_finite(model)
     architecture = model.get_config()
     arrays = {f"param_{index:03d}": p.value for index, p in enumerate(model.parameters())}
     arrays.update({f"state_{index:03d}": s.value for index, s in enumerate(model.states())})
@@ -54,6 +55,19 @@ def save_model(model, path, include_optimizer=True, metadata=None):
     arrays["architecture"] = np.array(json.dumps(architecture))
     write_npz_atomically(path, arrays)
     return path
+
+
+def refuse_non_finite(model):
+    """ModelFileError, before anything is written, if a weight, state or optimizer array holds NaN or infinity:
+    ``load_model`` would refuse the file, and the previous good file must not be replaced by it."""
+    named = [(f"{layer.name}/{p.name}", p.value) for layer in model.layers for p in (*layer.parameters(), *layer.state())]
+    if model.optimizer is not None and model.optimizer.state_arrays() and model.optimizer.state_arrays()[0] is not None:
+        named += [(f"optimizer {name}", array) for name, array in zip(model.optimizer.state_names,
+                                                                        model.optimizer.state_arrays())]
+    bad = [name for name, array in named if not np.isfinite(array).all()]
+    if bad:
+        raise ModelFileError(f"not saving: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} hold(s) NaN or "
+                             "infinity (training diverged?); a model file never holds them. Nothing was written.")
 
 
 def write_npz_atomically(path, arrays):
@@ -86,19 +100,12 @@ def read_model_file(path):
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file. Train one with `python train.py --save {path}`.")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
-        raise ModelFileError(f"{path}: not a readable minicnn model file (corrupted or truncated?): {error}. "
-                             "Save the model again.") from None
-    if "format" not in arrays or str(arrays["format"]) != FORMAT:
-        found = str(arrays["format"]) if "format" in arrays else "no format marker"
-        raise ModelFileError(f"{path}: not a minicnn model file ({found}; expected {FORMAT}).")
-    try:
-        architecture = json.loads(str(arrays["architecture"]))
-    except (KeyError, json.JSONDecodeError) as error:
-        raise ModelFileError(f"{path}: the architecture record is damaged ({error}). Save the model again.") from None
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a file (a folder?). Give the path of a .npz model file.")
+    # Every check of the format (sizes before decompression, .npy headers before data, the architecture's schema
+    # and size budget, real finite arrays) is in minicnn/schema.py.
+    architecture, arrays = schema.read_model_archive(path, FORMAT)
+    schema.check_arrays(arrays, path)
     return architecture, arrays
 
 
@@ -108,6 +115,10 @@ def assign_weights(model, arrays, path):
     for prefix, what, parameters in (("param_", "weight", model.parameters()),
                                      ("state_", "non-trainable", model.states())):
         stored = sorted(name for name in arrays if name.startswith(prefix))
+        expected = [f"{prefix}{index:03d}" for index in range(len(parameters))]
+        if len(stored) == len(parameters) and stored != expected:
+            raise ModelFileError(f"{path}: the {what} arrays are named {stored[:4]}..., not {expected[:4]}...: "
+                                 "the file is damaged or not minicnn's.")
         if len(stored) != len(parameters):
             raise ModelFileError(f"{path}: the file holds {len(stored)} {what} arrays, the model has "
                                  f"{len(parameters)}: it was saved from a different architecture.")

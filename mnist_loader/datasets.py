@@ -22,7 +22,7 @@ import numpy as np
 
 from .catalog import FASHION_MNIST, MNIST, NUM_CLASSES, DatasetSpec, FileSpec, get_spec
 from .checksums import md5_hex, verify_md5
-from .download import DEFAULT_TIMEOUT, download_file, resolve_mirrors
+from .download import DEFAULT_TIMEOUT, download_file, payload_limit, resolve_mirrors
 from .errors import DataNotFound, DatasetError, SampleDataWarning
 from .idx import parse_idx, read_payload
 from .locations import (
@@ -281,7 +281,7 @@ def read_checked_file(spec: DatasetSpec, file_spec: FileSpec, path: Path) -> tup
 
     The MD5 is returned, not checked: compare it with `checksums.verify_md5`.
     """
-    payload = read_payload(path)
+    payload = read_payload(path, limit=payload_limit(file_spec))
     array = parse_idx(payload, path)
     _check_contents(spec, file_spec, array, path)
     return array, md5_hex(payload)

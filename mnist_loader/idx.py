@@ -35,30 +35,41 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _TYPE_NAMES = {0x08: "ubyte", 0x09: "byte", 0x0B: "short", 0x0C: "int", 0x0D: "float", 0x0E: "double"}
 _GZIP_MAGIC = b"\x1f\x8b"
 _REPLACE_HINT = "Replace it with a fresh copy of the file (delete it and download it again)."
+# The most bytes a file may hold once decompressed, unless the caller knows better (datasets.py passes each
+# file's known size): a 3 MB gzip bomb stops here instead of filling the memory.
+MAX_PAYLOAD_BYTES = 1 << 30
 
 
-def read_payload(path: str | os.PathLike) -> bytes:
-    """Return the IDX bytes of `path`, decompressing it first if it is gzipped."""
+def read_payload(path: str | os.PathLike, limit: int | None = None) -> bytes:
+    """Return the IDX bytes of `path`, decompressing it first if it is gzipped; at most `limit` bytes
+    (default MAX_PAYLOAD_BYTES) either way, checked before reading or while decompressing."""
+    limit = MAX_PAYLOAD_BYTES if limit is None else limit
     try:
         with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise DatasetError(
+                    f"{path}: {size:,} bytes, more than the {limit:,} this file can hold. {_REPLACE_HINT}", path=path)
             content = handle.read()
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found.", path=path) from None
     except OSError as error:
         message = f"{path}: cannot be read ({error}). Check the path and its permissions."
         raise DatasetError(message, path=path) from error
-    return decompress_if_gzipped(content, path)
+    return decompress_if_gzipped(content, path, limit=limit)
 
 
-def decompress_if_gzipped(content: bytes, name: str | os.PathLike = "<bytes>") -> bytes:
+def decompress_if_gzipped(content: bytes, name: str | os.PathLike = "<bytes>", limit: int | None = None) -> bytes:
     """Return `content` decompressed if it starts with the gzip magic bytes, else unchanged.
 
-    `name` (a path or URL) is only used in error messages.
+    Decompression stops with a DatasetError as soon as the output would exceed `limit` bytes (default
+    MAX_PAYLOAD_BYTES): never more than that is allocated. `name` (a path or URL) is only used in error messages.
     """
     if not content.startswith(_GZIP_MAGIC):
         return content
+    limit = MAX_PAYLOAD_BYTES if limit is None else limit
     try:
-        return gzip.decompress(content)
+        return _bounded_gunzip(content, limit, name)
     except EOFError:
         raise DatasetError(
             f"{name}: truncated gzip stream: the data ends before the end of the compressed stream, "
@@ -67,6 +78,28 @@ def decompress_if_gzipped(content: bytes, name: str | os.PathLike = "<bytes>") -
         ) from None
     except (gzip.BadGzipFile, zlib.error) as error:
         raise DatasetError(f"{name}: damaged gzip data ({error}). {_REPLACE_HINT}", path=name) from None
+
+
+def _bounded_gunzip(content: bytes, limit: int, name) -> bytes:
+    """gzip.decompress, member after member, stopping once more than `limit` bytes would come out."""
+    output = bytearray()
+    data = content
+    while data:
+        if not data.startswith(_GZIP_MAGIC):
+            if data.strip(b"\x00"):  # gzip.decompress also ignores trailing zero padding
+                raise gzip.BadGzipFile("trailing garbage after the gzip stream")
+            break
+        stream = zlib.decompressobj(wbits=31)
+        chunk = stream.decompress(data, limit + 1 - len(output))
+        output += chunk
+        if len(output) > limit or stream.unconsumed_tail:
+            raise DatasetError(
+                f"{name}: decompresses to more than {limit:,} bytes, more than this file can hold (a damaged file or a "
+                f"decompression bomb); decompression was stopped there. {_REPLACE_HINT}", path=name)
+        if not stream.eof:
+            raise EOFError
+        data = stream.unused_data
+    return bytes(output)
 
 
 def parse_idx(payload: bytes, name: str | os.PathLike = "<bytes>") -> np.ndarray:

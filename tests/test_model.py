@@ -224,13 +224,20 @@ def test_labels_outside_the_classes_are_refused():
 
 def test_a_non_finite_loss_stops_training_before_the_bad_update():
     x, y = random_data(32)
-    x[20] = np.nan  # the third batch of 8
+    x[20] = 3e38  # the third batch of 8: finite, but the first layer overflows to infinity
     model = tiny_model()
     model.compile("adam")
     model.fit(x[:16], y[:16], epochs=1, batch_size=8, shuffle=False, verbose=0)
+    before = model.flat_params.copy()
     with pytest.raises(NonFiniteLossError, match="epoch 1, step 3"):
         model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
     assert np.isfinite(model.flat_params).all()
+    assert not np.array_equal(model.flat_params, before)  # steps 1 and 2 were applied, step 3 was not
+    x[20] = np.nan  # NaN inputs are refused before the first step (InputError), the weights untouched
+    before = model.flat_params.copy()
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    assert np.array_equal(model.flat_params, before)
 
 
 def test_ctrl_c_stops_fit_cleanly(monkeypatch):

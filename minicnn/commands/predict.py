@@ -77,6 +77,10 @@ def run(arguments):
 
     from minicnn.digits import ImageProblem, read_digit
 
+    problem = unwritable_output(arguments.show)
+    if problem:  # checked before loading and predicting, not after
+        print(f"error: --show {arguments.show}: {problem}", file=sys.stderr)
+        return 2
     path, model = load_chosen_model(arguments.model)
     if path is None:
         print(f"error: {model}", file=sys.stderr)
@@ -99,6 +103,27 @@ def run(arguments):
         save_contact_sheet(arguments.show, prepared, probabilities)
         print(f"saved what the model sees to {arguments.show}")
     return status
+
+
+def unwritable_output(path):
+    """Why a file cannot be written at ``path`` (its folder is missing, not a folder, or not writable; or the path
+    is a folder), or None. Nothing is created."""
+    import os
+    from pathlib import Path
+
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return "is a folder; give a file name (e.g. seen.png)"
+    if not folder.exists():
+        return f"the folder {folder} does not exist; create it first (mkdir -p {folder})"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"cannot write there (permission denied in {folder})"
+    return None
 
 
 def save_contact_sheet(path, images, probabilities):

@@ -168,6 +168,26 @@ def save_path(arguments, sample, interrupted):
     return path.with_name(path.stem + suffix + path.suffix).absolute()
 
 
+def unusable_save_path(path):
+    """Why a model file cannot be written at ``path``, or None: the path is a folder, or the nearest existing
+    folder on its way is not a folder or not writable (missing folders are fine: saving creates them)."""
+    import os
+
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} exists and is not writable"
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"the folder {ancestor} is not writable"
+    return None
+
+
 def compile_kernels(model, arguments, x_train, y_train, batch_size, validation, x_test):
     """Before training, run the kernels this run uses once on a throwaway copy of the model, so that Numba's
     first-run compilation happens here, announced, instead of silently inside the first epoch's progress bar.
@@ -287,6 +307,10 @@ def train(arguments):
     learning_rate = arguments.lr or learning_rate
     decay = arguments.lr_decay or decay
     say = (lambda *parts, **options: None) if arguments.quiet else print
+    problem = None if arguments.no_save else unusable_save_path(save_path(arguments, False, False))
+    if problem:  # before the data is loaded and the model trained: a model that cannot be saved would be lost
+        print(f"error: cannot save the model: {problem}. Pass another --save PATH (or --no-save).", file=sys.stderr)
+        return 2
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -344,7 +368,12 @@ def train(arguments):
         saved = None
 
         def save():
-            saved_to = save_model(model, path, metadata=metadata)
+            try:
+                saved_to = save_model(model, path, metadata=metadata)
+            except OSError as error:  # the folder went away or the disk filled during training: keep the model
+                import tempfile
+                saved_to = save_model(model, Path(tempfile.gettempdir()) / path.name, metadata=metadata)
+                print(f"warning: could not save to {path} ({error}); saved to {saved_to} instead", file=sys.stderr)
             print(f"saved the model to {saved_to}{on_sample}", flush=True)
             return saved_to
 

@@ -483,9 +483,69 @@ def load_keras_model(path, dtype=None, input_shape=None, safe_mode=True):
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such Keras model file")
+    if path.suffix == ".keras":
+        check_keras_archive(path)
     keras = _import_keras()
     try:
         keras_model = keras.saving.load_model(str(path), compile=False, safe_mode=safe_mode)
-    except (ValueError, TypeError, OSError, KeyError) as error:
-        raise ModelFileError(f"{path}: Keras could not load this model: {error}") from error
-    return from_keras(keras_model, dtype=dtype, input_shape=input_shape)
+    except Exception as error:  # a damaged file fails anywhere inside Keras or h5py: name it, never a traceback
+        raise ModelFileError(f"{path}: Keras could not load this model ({type(error).__name__}: {error}). "
+                             "Is it a complete .keras file? Save it again from Keras.") from error
+    model = from_keras(keras_model, dtype=dtype, input_shape=input_shape)
+    for weight in model.weights():  # as minicnn's own .npz loader: NaN or infinite weights are refused
+        if not np.isfinite(weight.value).all():
+            raise ModelFileError(f"{path}: weight {weight.name} holds NaN or infinity; minicnn refuses such a model.")
+    return model
+
+
+def check_keras_archive(path, budget=None):
+    """Refuse a .keras file that is not a sound zip, or whose members declare more than ``budget`` bytes (default
+    minicnn.schema.LIMITS["file_bytes"]) or a config.json over LIMITS["architecture_bytes"], before Keras
+    decompresses or allocates anything. Every member's CRC is checked (reading no more than the declared sizes)."""
+    import zipfile
+
+    from minicnn.schema import LIMITS
+
+    budget = LIMITS["file_bytes"] if budget is None else budget
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            total = sum(info.file_size for info in infos)
+            if total > budget:
+                raise ModelFileError(f"{path}: its members declare {total:,} bytes once decompressed, over the budget "
+                                     f"of {budget:,} (minicnn.schema.LIMITS['file_bytes']); nothing was decompressed.")
+            for info in infos:
+                if info.filename == "config.json" and info.file_size > LIMITS["architecture_bytes"]:
+                    raise ModelFileError(f"{path}: config.json declares {info.file_size:,} bytes, far more than a "
+                                         "model's configuration takes.")
+            damaged = archive.testzip()
+            if damaged is None and "config.json" in archive.namelist():
+                _check_keras_config(archive.read("config.json").decode("utf-8", "replace"), path)
+    except ModelFileError:
+        raise
+    except Exception as error:  # BadZipFile, zlib.error, EOFError, OSError, NotImplementedError...
+        raise ModelFileError(f"{path}: not a readable .keras file (corrupted or truncated?): "
+                             f"{type(error).__name__}: {error}. Save it again from Keras.") from None
+    if damaged is not None:
+        raise ModelFileError(f"{path}: member {damaged} is damaged (its checksum does not match). Save it again.")
+
+
+def _check_keras_config(text, path):
+    """Bound what Keras would allocate from config.json: units/filters and every input size within minicnn's
+    limits (minicnn.schema.LIMITS), checked on the JSON (depth-limited) before Keras builds the model."""
+    from minicnn.schema import LIMITS, parse_architecture
+
+    config = parse_architecture(text, f"{path} (config.json)")
+    stack = [(config, "")]
+    while stack:
+        node, key = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((value, name) for name, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, key) for value in node)
+        elif isinstance(node, int) and not isinstance(node, bool):
+            limit = (LIMITS["units"] if key in ("units", "filters") else
+                     LIMITS["dimension"] if key in ("batch_shape", "batch_input_shape", "input_shape", "shape") else None)
+            if limit is not None and not -1 <= node <= limit:
+                raise ModelFileError(f"{path}: config.json sets {key} to {node}, over minicnn's limit of {limit} "
+                                     "(minicnn.schema.LIMITS); nothing was allocated.")

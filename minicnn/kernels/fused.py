@@ -109,13 +109,13 @@ def conv_epilogue_forward_into_numba(z, bias, relu, pool_h, pool_w, stride_h, st
                         best = z[n, 2 * oy, 2 * ox, f] + bias[f]
                         index = 0
                         value = z[n, 2 * oy, 2 * ox + 1, f] + bias[f]
-                        if value > best:  # strict: the first maximum wins ties
+                        if value > best or (value != value and best == best):  # the first maximum (or NaN) wins
                             best, index = value, 1
                         value = z[n, 2 * oy + 1, 2 * ox, f] + bias[f]
-                        if value > best:
+                        if value > best or (value != value and best == best):
                             best, index = value, 2
                         value = z[n, 2 * oy + 1, 2 * ox + 1, f] + bias[f]
-                        if value > best:
+                        if value > best or (value != value and best == best):
                             best, index = value, 3
                         if relu and best <= zero:  # (NaN stays NaN, as np.maximum)
                             best, index = zero, 0
@@ -148,7 +148,8 @@ def conv_epilogue_forward_into_numba(z, bias, relu, pool_h, pool_w, stride_h, st
                                 value = z[n, iy, ix, f] + bias[f]
                                 if relu and value <= zero:  # (NaN stays NaN, as np.maximum)
                                     value = zero
-                                if value > y[n, oy, ox, f]:  # strict: the first maximum wins ties
+                                best = y[n, oy, ox, f]
+                                if value > best or (value != value and best == best):  # first max (or NaN) wins
                                     y[n, oy, ox, f] = value
                                     argmax[n, oy, ox, f] = index
     return y

@@ -9,6 +9,8 @@ Shapes (x already padded with -inf where the padding is "same")::
 
 Ties: when several inputs of a window share the maximum, the FIRST one in row-major window order wins and
 receives all of the gradient (as PyTorch and TensorFlow do). Both twins follow this rule and a test checks it.
+NaN: the first NaN of a window wins (as np.argmax, and as PyTorch): a NaN input is never hidden by the pool, so
+it reaches the loss (and the training step refuses it) instead of silently poisoning the weight gradients.
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def maxpool_forward_numba(x, pool_h, pool_w, stride_h, stride_w, out_h, out_w):
                     for ky in range(pool_h):
                         for kx in range(pool_w):
                             value = x[n, y0 + ky, x0 + kx, c]
-                            if value > best:  # strict: the first maximum wins ties
+                            if value > best or (value != value and best == best):  # the first maximum (or NaN) wins
                                 best = value
                                 best_index = ky * pool_w + kx
                     y[n, oy, ox, c] = best

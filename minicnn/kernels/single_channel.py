@@ -85,15 +85,15 @@ def single_channel_pool_forward_into_numba(x, kernel, bias, relu, y, argmax):
                     index = 0
                     value = (p01 * w0 + p02 * w1 + p03 * w2 + p11 * w3 + p12 * w4 + p13 * w5
                              + p21 * w6 + p22 * w7 + p23 * w8) + bias[f]
-                    if value > best:  # strict: the first maximum wins ties
+                    if value > best or (value != value and best == best):  # the first maximum (or NaN) wins
                         best, index = value, 1
                     value = (p10 * w0 + p11 * w1 + p12 * w2 + p20 * w3 + p21 * w4 + p22 * w5
                              + p30 * w6 + p31 * w7 + p32 * w8) + bias[f]
-                    if value > best:
+                    if value > best or (value != value and best == best):
                         best, index = value, 2
                     value = (p11 * w0 + p12 * w1 + p13 * w2 + p21 * w3 + p22 * w4 + p23 * w5
                              + p31 * w6 + p32 * w7 + p33 * w8) + bias[f]
-                    if value > best:
+                    if value > best or (value != value and best == best):
                         best, index = value, 3
                     if relu and best <= zero:  # the maximum <= 0: all four are 0 after the ReLU, the first wins
                         best, index = zero, 0   # (NaN stays NaN)

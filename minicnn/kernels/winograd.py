@@ -352,13 +352,13 @@ def output_transform_pool_into_numba(M, tiles_h, tiles_w, bias, relu, y, argmax)
                     best = (u00 + u10 + u20) + bias[f]
                     index = 0
                     value = (u01 + u11 + u21) + bias[f]
-                    if value > best:
+                    if value > best or (value != value and best == best):
                         best, index = value, 1
                     value = (u10 - u20 - u30) + bias[f]
-                    if value > best:
+                    if value > best or (value != value and best == best):
                         best, index = value, 2
                     value = (u11 - u21 - u31) + bias[f]
-                    if value > best:
+                    if value > best or (value != value and best == best):
                         best, index = value, 3
                     if relu and best <= zero:  # (NaN stays NaN)
                         best, index = zero, 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from minicnn.optimizers.base import NUMPY_UPDATES, Optimizer
+from minicnn.optimizers.base import NUMPY_UPDATES, Optimizer, hyperparameter
 
 
 class Adam(Optimizer):
@@ -21,9 +21,9 @@ class Adam(Optimizer):
 
     def __init__(self, learning_rate=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
         super().__init__(learning_rate)
-        self.beta_1 = float(beta_1)
-        self.beta_2 = float(beta_2)
-        self.epsilon = float(epsilon)
+        self.beta_1 = hyperparameter(beta_1, "beta_1", 0, 1, high_open=True)
+        self.beta_2 = hyperparameter(beta_2, "beta_2", 0, 1, high_open=True)
+        self.epsilon = hyperparameter(epsilon, "epsilon", 0, 1e6, low_open=True)
         self.m = None
         self.v = None
 

@@ -7,7 +7,7 @@ With momentum 0 this is plain SGD: p = p - learning_rate * g.
 """
 from __future__ import annotations
 
-from minicnn.optimizers.base import NUMPY_UPDATES, Optimizer
+from minicnn.optimizers.base import NUMPY_UPDATES, Optimizer, hyperparameter
 
 
 class SGD(Optimizer):
@@ -15,9 +15,7 @@ class SGD(Optimizer):
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
         super().__init__(learning_rate)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        self.momentum = float(momentum)
+        self.momentum = hyperparameter(momentum, "momentum", 0, 1, high_open=True)
         self.nesterov = bool(nesterov)
         self.velocity = None
 
