@@ -145,6 +145,9 @@ def single_channel_pool_backward_into_numba(dy, y, argmax, x, relu, dkernel, dbi
 #
 #     x               (N, H, W, 1)   ALREADY zero-padded, H >= 2*OH + K - 1, W >= 2*OW + K - 1
 #     kernel, dkernel (K, K, 1, F)   dkernel is overwritten
+#
+# The Numba kernels compute W - K + 1 outputs per row (the pool reads the first 2*OW): a caller that pads W so
+# that this is a multiple of 8 or 16 keeps the row loops free of a scalar remainder (conv_single_channel_rows.py).
 def _taps_kxk(x, size, out_h, out_w):
     """(N, 2OH, 2OW, K*K): the K*K pixels each convolution output sees, in the kernel's (ky, kx) order."""
     return np.stack([x[:, ky:ky + 2 * out_h, kx:kx + 2 * out_w, 0] for ky in range(size) for kx in range(size)],
@@ -175,7 +178,7 @@ def single_channel_kxk_pool_backward_into_numpy(dy, y, argmax, x, relu, dkernel,
 def single_channel_kxk_pool_forward_into_numba(x, kernel, bias, relu, y, argmax):
     batch, out_h, out_w, filters = y.shape
     size = kernel.shape[0]
-    width = 2 * out_w
+    width = x.shape[2] - size + 1  # outputs per row computed (>= 2 * out_w, see above)
     zero = y.dtype.type(0)
     pixels = x.reshape(x.shape[0], x.shape[1], x.shape[2])  # (C-contiguous rows: the row loops vectorise)
     top = np.empty(width, dtype=y.dtype)     # the pool window's upper output row, then its lower one
@@ -217,13 +220,13 @@ def single_channel_kxk_pool_forward_into_numba(x, kernel, bias, relu, y, argmax)
 def single_channel_kxk_pool_backward_into_numba(dy, y, argmax, x, relu, dkernel, dbias):
     batch, out_h, out_w, filters = dy.shape
     size = dkernel.shape[0]
-    width = 2 * out_w
+    width = x.shape[2] - size + 1  # (the columns past 2 * out_w get a zero gradient)
     zero = dy.dtype.type(0)
     # per tap and filter, one partial sum per output column (summed at the end): the row loops vectorise
     partial = np.zeros((size * size, filters, width), dtype=dy.dtype)
     pixels = x.reshape(x.shape[0], x.shape[1], x.shape[2])
-    top = np.empty(width, dtype=dy.dtype)  # the gradient at the window's upper outputs, then its lower ones
-    bottom = np.empty(width, dtype=dy.dtype)
+    top = np.zeros(width, dtype=dy.dtype)  # the gradient at the window's upper outputs, then its lower ones
+    bottom = np.zeros(width, dtype=dy.dtype)
     for n in range(batch):
         for f in range(filters):
             for oy in range(out_h):
