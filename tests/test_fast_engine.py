@@ -188,6 +188,23 @@ def test_models_without_convolutions_let_blas_split_training():
     assert "over 1 thread(s)" in dense_model("float32", threads=2).plan(32, print_fn=None)
 
 
+def test_small_batches_of_a_model_without_convolutions_train_on_one_blas_thread(monkeypatch):
+    """BLAS threads only from BLAS_THREADS_MIN_ROWS rows: smaller batches run on one thread, batch unsplit."""
+    from minicnn.fast import engine as fast_engine
+
+    used = []
+    real = fast_engine.blas_threads
+    monkeypatch.setattr(fast_engine, "blas_threads", lambda count: used.append(count) or real(count))
+    monkeypatch.setattr(fast_engine, "BLAS_THREADS_MIN_ROWS", 16)
+    model = dense_model("float32", threads=2).compile("adam")
+    x, y = data((6, 7, 2), 4, 15, "float32")
+    model.train_step(x, y)
+    assert used == [] and len(model._engine.workspaces) == 1 and not model._engine.thread_grads
+    x, y = data((6, 7, 2), 4, 16, "float32")
+    model.train_step(x, y)
+    assert used == [2]
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", ["seed", "small", "gray", "dense", "lenet"])
 @pytest.mark.parametrize("engine", ["fast", "twins"])
