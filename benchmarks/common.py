@@ -3,13 +3,10 @@
 Everything here is cheap to import: no NumPy, Torch or Keras at module level, so a worker can set its environment
 (thread counts, Keras backend) before the heavy libraries load.
 
-The networks are minicnn's own (minicnn/architectures.py), copied layer for layer into PyTorch and Keras:
-
-* ``seed``:   3 x [Conv2D(64, 3x3, valid) + ReLU + MaxPool 2x2], Flatten, Dense 64 + ReLU, Dense 32 + ReLU,
-              Dense 10 + softmax
-* ``lenet5``: Conv2D(6, 5x5, same) + ReLU + MaxPool 2x2, Conv2D(16, 5x5, valid) + ReLU + MaxPool 2x2, Flatten,
-              Dense 120 + ReLU, Dense 84 + ReLU, Dense 10 + softmax
-* ``mlp``:    Flatten, Dense 256 + ReLU, Dense 128 + ReLU, Dense 10 + softmax
+The networks are minicnn's ready-made architectures (minicnn/architectures.py), written once in ``SPECS`` and built
+from it in PyTorch, Keras and pure JAX: the seed CNN, the default CNN, LeNet-5, the MLP and the reports' models
+(report001 with BatchNormalization and Dropout, report003 with leaky ReLU, report004 the seed CNN with an L2
+regularizer on its first convolution).
 
 All take 28x28x1 images and are trained with Adam(1e-3) on sparse categorical cross-entropy.
 """
@@ -21,9 +18,11 @@ import os
 import sys
 import time
 
-MODELS = ("seed", "lenet5", "mlp")
-MODEL_LABELS = {"seed": "seed CNN", "lenet5": "LeNet-5", "mlp": "MLP"}
-MINICNN_BUILDERS = {"seed": "seed_cnn", "lenet5": "lenet5", "mlp": "mlp"}
+MODELS = ("seed", "default", "lenet5", "mlp", "report001", "report003", "report004")
+MODEL_LABELS = {"seed": "seed CNN", "default": "default CNN", "lenet5": "LeNet-5", "mlp": "MLP",
+                "report001": "report001", "report003": "report003", "report004": "report004"}
+MINICNN_BUILDERS = {"seed": "seed_cnn", "default": "default_cnn", "lenet5": "lenet5", "mlp": "mlp",
+                    "report001": "report001", "report003": "report003", "report004": "report004"}
 
 # contender key -> (label, worker script, extra worker arguments)
 CONTENDERS = {
@@ -34,11 +33,15 @@ CONTENDERS = {
     "torch-cl": ("PyTorch eager, channels_last", "torch_worker.py", ["--layout", "channels_last"]),
     "keras-jax": ("Keras 3 / JAX", "keras_worker.py", ["--backend", "jax"]),
     "keras-tf": ("Keras 3 / TensorFlow", "keras_worker.py", ["--backend", "tensorflow"]),
+    "torch-compile": ("PyTorch torch.compile", "torch_worker.py", ["--layout", "nchw", "--compile"]),
+    "jax": ("JAX jax.jit (pure JAX)", "jax_worker.py", []),
+    "ort": ("ONNX Runtime (inference)", "ort_worker.py", []),
 }
 REFERENCE = "torch"  # ratios are taken against this contender, measured in the same rounds
 GROUPS = {"minicnn": ("minicnn", "minicnn-numpy", "minicnn-reference"),
          "torch": ("torch", "torch-cl"), "pytorch": ("torch", "torch-cl"),
-          "keras": ("keras-jax", "keras-tf"), "minicnn-numba": ("minicnn",), "torch-nchw": ("torch",)}
+          "keras": ("keras-jax", "keras-tf"), "minicnn-numba": ("minicnn",), "torch-nchw": ("torch",),
+          "peers": ("torch", "torch-compile", "jax", "ort"), "strong": ("torch-compile", "jax", "ort")}
 
 THREADS = 2  # every contender gets both cores of the benchmark machine
 
@@ -81,27 +84,132 @@ def cycling_step(batches, train_on):
     return lambda: train_on(*next(upcoming))
 
 
-# ---------------------------------------------------------------- the same networks in PyTorch and Keras
+# ---------------------------------------------------------------- the same networks in every framework
+def _conv(filters, kernel, padding, activation="relu", l2=None):
+    return {"type": "conv", "filters": filters, "kernel": kernel, "padding": padding, "activation": activation,
+            "l2": l2}
+
+
+def _dense(units, activation="relu"):
+    return {"type": "dense", "units": units, "activation": activation}
+
+
+POOL, FLATTEN, BATCH_NORM = {"type": "pool"}, {"type": "flatten"}, {"type": "batchnorm"}
+
+
+def _dropout(rate):
+    return {"type": "dropout", "rate": rate}
+
+
+def _report001():
+    layers = []
+    for filters, convolutions, rate in ((64, 2, 0.3), (128, 2, 0.4), (256, 1, 0.5)):
+        for _ in range(convolutions):
+            layers += [_conv(filters, 3, "same"), BATCH_NORM]
+        layers += [POOL, _dropout(rate)]
+    return layers + [FLATTEN, _dense(512), _dropout(0.5), _dense(256), _dropout(0.5), _dense(10, "softmax")]
+
+
+# minicnn/architectures.py, layer for layer, in a form every framework's builder reads. Convolutions are 'relu'
+# (or 'leaky_relu', slope 0.2) before a following BatchNormalization (Keras habit, as minicnn's report001);
+# BatchNormalization: momentum 0.99, epsilon 1e-3 (Keras's defaults, minicnn's); MaxPool 2x2; l2 = the factor of
+# an L2 kernel and bias regularizer (loss += l2 * sum(w**2)).
+SPECS = {
+    "seed": [_conv(64, 3, "valid"), POOL, _conv(64, 3, "valid"), POOL, _conv(64, 3, "valid"), POOL, FLATTEN,
+             _dense(64), _dense(32), _dense(10, "softmax")],
+    "default": [_conv(32, 3, "same"), POOL, _conv(64, 3, "same"), POOL, FLATTEN, _dense(128), _dense(10, "softmax")],
+    "lenet5": [_conv(6, 5, "same"), POOL, _conv(16, 5, "valid"), POOL, FLATTEN, _dense(120), _dense(84),
+               _dense(10, "softmax")],
+    "mlp": [FLATTEN, _dense(256), _dense(128), _dense(10, "softmax")],
+    "report001": _report001(),
+    "report003": [FLATTEN, _dense(128, "leaky_relu"), _dense(128, "leaky_relu"), _dense(10, "softmax")],
+    "report004": [_conv(64, 3, "valid", l2=0.01), POOL, _conv(64, 3, "valid"), POOL, _conv(64, 3, "valid"), POOL,
+                  FLATTEN, _dense(64), _dense(32), _dense(10, "softmax")],
+}
+LEAKY_SLOPE = 0.2
+BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3
+INPUT_SHAPE = (28, 28, 1)
+
+
+def shapes(name):
+    """[(layer spec, input shape (H, W, C) or (F,), output shape)] for model ``name``."""
+    shape, out = INPUT_SHAPE, []
+    for layer in SPECS[name]:
+        kind = layer["type"]
+        if kind == "conv":
+            height, width, _ = shape
+            shrink = 0 if layer["padding"] == "same" else layer["kernel"] - 1
+            new = (height - shrink, width - shrink, layer["filters"])
+        elif kind == "pool":
+            new = (shape[0] // 2, shape[1] // 2, shape[2])
+        elif kind == "flatten":
+            new = (shape[0] * shape[1] * shape[2],)
+        elif kind == "dense":
+            new = (layer["units"],)
+        else:
+            new = shape
+        out.append((layer, shape, new))
+        shape = new
+    return out
+
+
+def nominal_flops(name):
+    """Nominal floating-point operations per image: {"forward": 2 * MACs of the convolutions and dense layers,
+    "train": forward + the input gradient of every such layer but the first + every weight gradient (3x forward
+    minus the first layer's input gradient)}. Activations, pooling, normalisation and the optimizer not counted."""
+    macs = []
+    for layer, shape_in, shape_out in shapes(name):
+        if layer["type"] == "conv":
+            macs.append(shape_out[0] * shape_out[1] * shape_out[2] * layer["kernel"] ** 2 * shape_in[2])
+        elif layer["type"] == "dense":
+            macs.append(shape_in[0] * shape_out[0])
+    forward = 2 * sum(macs)
+    return {"forward": forward, "train": 3 * forward - 2 * macs[0]}
+
+
 def torch_model(name):
-    """minicnn's architecture ``name`` in PyTorch (NCHW, outputs logits; predict applies softmax)."""
+    """minicnn's architecture ``name`` in PyTorch (NCHW, outputs logits; predict applies softmax). The network's
+    ``l2_penalties`` lists (parameter, factor) pairs for the training loss."""
     from torch import nn
 
-    if name == "seed":
-        layers, channels = [], 1
-        for _ in range(3):
-            layers += [nn.Conv2d(channels, 64, 3), nn.ReLU(), nn.MaxPool2d(2)]
-            channels = 64
-        layers += [nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)]
-    elif name == "lenet5":
-        layers = [nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                  nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-                  nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
-                  nn.Linear(84, 10)]
-    elif name == "mlp":
-        layers = [nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)]
-    else:
-        raise ValueError(f"unknown model {name!r}")
-    return nn.Sequential(*layers)
+    layers, penalties = [], []
+    for layer, shape_in, shape_out in shapes(name):
+        kind = layer["type"]
+        if kind in ("conv", "dense"):
+            if kind == "conv":
+                module = nn.Conv2d(shape_in[2], layer["filters"], layer["kernel"],
+                                   padding=(layer["kernel"] - 1) // 2 if layer["padding"] == "same" else 0)
+            else:
+                module = nn.Linear(shape_in[0], layer["units"])
+            layers.append(module)
+            if layer.get("l2"):
+                penalties += [(module.weight, layer["l2"]), (module.bias, layer["l2"])]
+            if layer["activation"] == "relu":
+                layers.append(nn.ReLU())
+            elif layer["activation"] == "leaky_relu":
+                layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+        elif kind == "pool":
+            layers.append(nn.MaxPool2d(2))
+        elif kind == "flatten":
+            layers.append(nn.Flatten())
+        elif kind == "batchnorm":
+            norm = nn.BatchNorm2d if len(shape_in) == 3 else nn.BatchNorm1d
+            layers.append(norm(shape_in[-1], eps=BN_EPSILON, momentum=1 - BN_MOMENTUM))
+        elif kind == "dropout":
+            layers.append(nn.Dropout(layer["rate"]))
+    network = nn.Sequential(*layers)
+    network.l2_penalties = penalties
+    return network
+
+
+def torch_loss(network, logits, y):
+    """Cross-entropy plus the network's L2 penalties (report004)."""
+    import torch
+
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    for parameter, factor in getattr(network, "l2_penalties", ()):
+        loss = loss + factor * parameter.pow(2).sum()
+    return loss
 
 
 def keras_model(name):
@@ -109,23 +217,29 @@ def keras_model(name):
     import keras
     from keras import layers
 
-    if name == "seed":
-        stack = []
-        for _ in range(3):
-            stack += [layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2)]
-        stack += [layers.Flatten(), layers.Dense(64, activation="relu"), layers.Dense(32, activation="relu"),
-                  layers.Dense(10, activation="softmax")]
-    elif name == "lenet5":
-        stack = [layers.Conv2D(6, 5, padding="same", activation="relu"), layers.MaxPooling2D(2),
-                 layers.Conv2D(16, 5, activation="relu"), layers.MaxPooling2D(2),
-                 layers.Flatten(), layers.Dense(120, activation="relu"), layers.Dense(84, activation="relu"),
-                 layers.Dense(10, activation="softmax")]
-    elif name == "mlp":
-        stack = [layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dense(128, activation="relu"),
-                 layers.Dense(10, activation="softmax")]
-    else:
-        raise ValueError(f"unknown model {name!r}")
-    return keras.Sequential([keras.Input((28, 28, 1))] + stack, name=name)
+    stack = []
+    for layer, _shape_in, _shape_out in shapes(name):
+        kind = layer["type"]
+        if kind in ("conv", "dense"):
+            activation = layer["activation"]
+            if activation == "leaky_relu":
+                activation = lambda t: keras.activations.leaky_relu(t, LEAKY_SLOPE)  # noqa: E731
+            regularizer = {"kernel_regularizer": keras.regularizers.L2(layer["l2"]),
+                           "bias_regularizer": keras.regularizers.L2(layer["l2"])} if layer.get("l2") else {}
+            if kind == "conv":
+                stack.append(layers.Conv2D(layer["filters"], layer["kernel"], padding=layer["padding"],
+                                           activation=activation, **regularizer))
+            else:
+                stack.append(layers.Dense(layer["units"], activation=activation, **regularizer))
+        elif kind == "pool":
+            stack.append(layers.MaxPooling2D(2))
+        elif kind == "flatten":
+            stack.append(layers.Flatten())
+        elif kind == "batchnorm":
+            stack.append(layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON))
+        elif kind == "dropout":
+            stack.append(layers.Dropout(layer["rate"]))
+    return keras.Sequential([keras.Input(INPUT_SHAPE)] + stack, name=name)
 
 
 # ---------------------------------------------------------------- worker protocol (JSON lines)
@@ -235,31 +349,38 @@ def make_handlers(backend):
     callables = {}
 
     def cached(kind, model, batch):
+        """The callable and, the first time, the seconds its building and first call took (where JIT compilers
+        and tracers do their work: minicnn's Numba kernels, torch.compile, jax.jit, ONNX export + session)."""
         key = (kind, model, batch)
-        if key not in callables:
-            factory = backend.train_step if kind == "train" else backend.predictor
-            callables[key] = factory(model, batch)
-        return callables[key]
+        if key in callables:
+            return callables[key], None
+        start = now()
+        factory = backend.train_step if kind == "train" else backend.predictor
+        function = factory(model, batch)
+        function()
+        callables[key] = function
+        return function, now() - start
 
     def train(request):
         batch = int(request["batch"])
-        step = cached("train", request["model"], batch)
+        step, first = cached("train", request["model"], batch)
         seconds, steps = timed_loop(step, float(request["budget"]), int(request["steps"]),
                                     int(request.get("min_steps", 1)))
-        return {"seconds": seconds, "steps": steps, "value": steps * batch / seconds}
+        return {"seconds": seconds, "steps": steps, "value": steps * batch / seconds, "first_call_s": first}
 
     def infer(request):
         batch = int(request["batch"])
-        predict = cached("predict", request["model"], batch)
+        predict, first = cached("predict", request["model"], batch)
         seconds, steps = timed_loop(predict, float(request["budget"]), int(request["steps"]),
                                     int(request.get("min_steps", 1)))
-        return {"seconds": seconds, "steps": steps, "value": steps * batch / seconds}
+        return {"seconds": seconds, "steps": steps, "value": steps * batch / seconds, "first_call_s": first}
 
     def latency(request):
-        predict = cached("predict", request["model"], 1)
+        predict, first = cached("predict", request["model"], 1)
         times = latency_loop(predict, float(request["budget"]), int(request["calls"]))
         times.sort()
-        return {"calls": len(times), "value": times[len(times) // 2] * 1e3, "min_ms": times[0] * 1e3}
+        return {"calls": len(times), "value": times[len(times) // 2] * 1e3, "min_ms": times[0] * 1e3,
+                "first_call_s": first}
 
     def save(request):
         return {"path": str(backend.save(request["model"], request["path"]))}

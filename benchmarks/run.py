@@ -48,7 +48,14 @@ METRICS = {
 # the libraries each contender needs (checked without importing them)
 NEEDS = {"minicnn": ("minicnn", "numba"), "minicnn-numpy": ("minicnn", "numba"),
          "minicnn-reference": ("minicnn", "numba"), "torch": ("torch",),
-         "torch-cl": ("torch",), "keras-jax": ("keras", "jax", "jaxlib"), "keras-tf": ("keras", "tensorflow")}
+         "torch-cl": ("torch",), "keras-jax": ("keras", "jax", "jaxlib"), "keras-tf": ("keras", "tensorflow"),
+         "torch-compile": ("torch",), "jax": ("jax", "jaxlib"), "ort": ("onnxruntime", "onnx", "torch")}
+# the contenders the one-process-per-measurement tests (start-up, peak memory) know how to run
+SIDE_CAPABLE = ("minicnn", "minicnn-numpy", "minicnn-reference", "torch", "torch-cl", "keras-jax", "keras-tf")
+GEMM_SIZE = 1024  # the float32 GEMM ceiling: NumPy's sgemm of two GEMM_SIZE x GEMM_SIZE matrices, default threads
+# a cell's target (issue 18): at least this many times the fastest peer, or, where that peer already runs above
+# GEMM_BOUND of the GEMM ceiling in nominal FLOP/s, at least GEMM_SHARE of the ceiling
+PEER_RATIO, GEMM_BOUND, GEMM_SHARE = 1.5, 0.6, 0.9
 QUICK_CONTENDERS = ("minicnn", "minicnn-numpy", "minicnn-reference", "torch", "keras-tf")
 QUIET_CORES = 0.25  # a measurement block is "quiet" if other processes used less than this many cores meanwhile
 MIN_QUIET_BLOCKS = 2  # medians use only quiet rounds when a task has at least this many
@@ -68,8 +75,8 @@ def parse_args(argv=None):
                         help="comma-separated contenders or groups: minicnn (both kernel sets), minicnn-numba, "
                              "minicnn-numpy, torch (both layouts), torch-nchw, torch-cl, keras (both backends), "
                              "keras-jax, keras-tf")
-    parser.add_argument("--models", default=None, help="comma-separated subset of seed,lenet5,mlp "
-                                                       "(default: all; --quick: seed)")
+    parser.add_argument("--models", default=None, help="comma-separated subset of " + ",".join(common.MODELS) +
+                                                       " (default: all; --quick: seed)")
     parser.add_argument("--rounds", type=int, default=None, help="measurement rounds (default 5; --quick 3)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds each contender spends on one measurement per round (default 0.6; --quick 0.2)")
@@ -124,8 +131,8 @@ def parse_args(argv=None):
         args.contenders = list(QUICK_CONTENDERS if args.quick else CONTENDERS)
     # who gets the slow one-process-per-measurement tests (start-up, memory): in --quick, minicnn with its Numba
     # kernels, and peers only if --only names them
-    args.side_contenders = [key for key in args.contenders
-                            if not args.quick or key == "minicnn" or (args.only and not key.startswith("minicnn"))]
+    args.side_contenders = [key for key in args.contenders if key in SIDE_CAPABLE and
+                            (not args.quick or key == "minicnn" or (args.only and not key.startswith("minicnn")))]
     for setting in args.env:
         if "=" not in setting or not setting.split("=", 1)[0]:
             parser.error(f"--env needs NAME=VALUE, got {setting!r}")
@@ -173,7 +180,7 @@ def environment(worker_env, extra_env=()):
     versions = {name: version_of(dist) for name, dist in (
         ("minicnn", "minicnn"), ("numpy", "numpy"), ("numba", "numba"), ("torch", "torch"), ("keras", "keras"),
         ("jax", "jax"), ("jaxlib", "jaxlib"), ("tensorflow", "tensorflow"), ("threadpoolctl", "threadpoolctl"),
-        ("matplotlib", "matplotlib"))}
+        ("onnxruntime", "onnxruntime"), ("onnx", "onnx"), ("matplotlib", "matplotlib"))}
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -341,6 +348,14 @@ class Bench:
         self.block_loads = {}  # (model, metric) -> per round: cores other processes used during that block
         self.waited = 0.0  # seconds spent waiting for a quiet machine (budget: --wait-quiet)
         self.last_load = None
+        self.first_calls = {}  # (model, metric) -> {contender: seconds of its first call (JIT compilation, tracing)}
+        self.gemm = []  # per round: {"gflops": ..., "other_cores": ...} of the float32 GEMM ceiling
+
+    def supports(self, key, metric):
+        """Whether contender ``key`` measures ``metric`` (ONNX Runtime does not train)."""
+        worker = self.workers.get(key)
+        metrics = (worker.info or {}).get("metrics") if worker is not None else None
+        return metrics is None or metric in metrics
 
     def start_workers(self, env, log_dir):
         for key in self.args.contenders:
@@ -349,6 +364,7 @@ class Bench:
                 self.workers[key] = Worker(key, env, log_dir)
             else:
                 self.unavailable[key] = why
+                log(self.args, f"  skipping {CONTENDERS[key][0]}: {why} (pip install -e .[bench])")
         for key, worker in list(self.workers.items()):
             try:
                 worker.info = worker.request({"op": "hello"}, timeout=300)
@@ -401,10 +417,12 @@ class Bench:
     def warm_up(self):
         for model, metric in self.tasks():
             for key, worker in list(self.workers.items()):
-                if not worker.alive:
+                if not worker.alive or not self.supports(key, metric):
                     continue
                 try:
-                    self.job(worker, self.request_for(model, metric, warmup=True, key=key), timeout=900)
+                    answer = self.job(worker, self.request_for(model, metric, warmup=True, key=key), timeout=900)
+                    if answer.get("first_call_s") is not None:
+                        self.first_calls.setdefault((model, metric), {})[key] = answer["first_call_s"]
                 except WorkerError as error:
                     self.errors.append(f"warm-up {key} {model} {metric}: {error}")
 
@@ -422,7 +440,7 @@ class Bench:
                 for key in order:
                     worker = self.workers[key]
                     value = None
-                    if worker.alive:
+                    if worker.alive and self.supports(key, metric):
                         try:
                             value = self.job(worker, self.request_for(model, metric))["value"]
                         except WorkerError as error:
@@ -432,11 +450,30 @@ class Bench:
                 load = (self.foreign_cpu - block_foreign) / wall if wall > 0 and not self.foreign_unknown else None
                 self.block_loads.setdefault((model, metric), []).append(load)
                 self.last_load = load
+            self.measure_gemm()
             busy = self.busy_wall - wall_start
             foreign = (self.foreign_cpu - foreign_start) / busy if busy > 0 and not self.foreign_unknown else None
             self.round_foreign.append(foreign)
             log(self.args, f"  round {round_index + 1}/{self.args.rounds} done in {time.perf_counter() - start:.1f} s"
                            + ("" if foreign is None else f" (other processes used {foreign:.2f} cores meanwhile)"))
+
+    def measure_gemm(self):
+        """One block of the round: the machine's float32 GEMM ceiling, NumPy's sgemm (OpenBLAS, its default threads)
+        in minicnn's worker."""
+        worker = self.workers.get("minicnn") or next((w for k, w in self.workers.items() if k.startswith("minicnn")),
+                                                     None)
+        if worker is None or not worker.alive:
+            return
+        self.pause_if_busy()
+        block_foreign, block_wall = self.foreign_cpu, self.busy_wall
+        try:
+            answer = self.job(worker, {"op": "gemm", "size": GEMM_SIZE, "budget": self.args.budget})
+        except WorkerError as error:
+            self.errors.append(f"gemm: {error}")
+            return
+        wall = self.busy_wall - block_wall
+        load = (self.foreign_cpu - block_foreign) / wall if wall > 0 and not self.foreign_unknown else None
+        self.gemm.append({**answer, "other_cores": load})
 
     def pause_if_busy(self):
         """Before a measurement block: if the last block was not quiet, wait (up to 10 s, within the --wait-quiet
@@ -584,6 +621,62 @@ def summarize(samples, block_loads):
             entry[key] = item
         out.setdefault(model, {})[metric] = entry
     return out, rounds
+
+
+def gemm_ceiling(samples):
+    """The float32 GEMM ceiling from the per-round GEMM blocks: the best sgemm rate of the run (a ceiling: other
+    processes only ever lower it; two BLAS threads collapse when another process takes a core), with the median
+    over quiet rounds (all rounds when fewer than MIN_QUIET_BLOCKS were quiet) of each round's best for reference."""
+    if not samples:
+        return None
+    quiet = [s for s in samples if s.get("other_cores") is not None and s["other_cores"] < QUIET_CORES]
+    used = quiet if len(quiet) >= MIN_QUIET_BLOCKS else samples
+    return {"gflops": max(s["gflops"] for s in samples), "size": samples[0]["size"],
+            "median_gflops": statistics.median(s["gflops"] for s in used),
+            "rounds_used": len(used), "rounds": len(samples), "noisy": len(quiet) < MIN_QUIET_BLOCKS,
+            "samples": samples}
+
+
+def versus_peers(samples, rounds_used, summary, ceiling, key="minicnn"):
+    """Per model and metric: minicnn (``key``) against the fastest peer (every contender that is not minicnn) in
+    the same rounds, its nominal FLOP rate and share of the GEMM ceiling, and the issue's target for the cell."""
+    rows = []
+    gflops_ceiling = ceiling["gflops"] if ceiling else None
+    for (model, metric), row in samples.items():
+        higher_better = METRICS[metric][2]
+        medians = {k: summary[model][metric][k]["median"] for k in row if summary[model][metric][k]["median"]}
+        if key not in medians:
+            continue
+        peers = {k: v for k, v in medians.items() if not k.startswith("minicnn")}
+        used = [i - 1 for i in rounds_used[model][metric]["used"]]
+        kind = "train" if metric.startswith("train") else "forward"
+        flops = None if metric == "latency1" else common.nominal_flops(model)[kind]
+        entry = {"model": model, "metric": metric, "value": medians[key], "peers": peers,
+                 "noisy": rounds_used[model][metric]["noisy"], "flops_per_image": flops}
+        if flops:
+            entry["gflops"] = medians[key] * flops / 1e9
+            entry["share"] = entry["gflops"] / gflops_ceiling if gflops_ceiling else None
+        if peers:
+            fastest = (max if higher_better else min)(peers, key=peers.get)
+            ratios = [(a / b if higher_better else b / a) for a, b in
+                      ((row[key][i], row[fastest][i]) for i in used if i < len(row[key]) and i < len(row[fastest]))
+                      if a and b]
+            entry.update(fastest=fastest, ratio=statistics.median(ratios) if ratios else None)
+            if flops and gflops_ceiling:
+                entry["peer_share"] = peers[fastest] * flops / 1e9 / gflops_ceiling
+            if metric == "latency1":
+                entry["target"] = "at or below every peer's latency"
+                entry["status"] = "PASS" if entry["ratio"] and entry["ratio"] >= 1.0 else "FAIL"
+            elif entry.get("peer_share") is not None and entry["peer_share"] > GEMM_BOUND:
+                entry["target"] = f">= {GEMM_SHARE:.0%} of the GEMM ceiling (peer above {GEMM_BOUND:.0%})"
+                entry["status"] = "PASS" if entry["share"] >= GEMM_SHARE else "FAIL"
+            else:
+                entry["target"] = f">= {PEER_RATIO}x the fastest peer"
+                entry["status"] = "PASS" if entry["ratio"] and entry["ratio"] >= PEER_RATIO else "FAIL"
+        else:
+            entry.update(fastest=None, ratio=None, target="no peer measured", status="SKIP")
+        rows.append(entry)
+    return rows
 
 
 def targets(summary, fresh, memory):
@@ -757,6 +850,7 @@ def markdown(result):
                 + (" (not enough quiet ones)" if used[m]["noisy"] else " quiet") for m in columns if m in used)
                 + "."]
         out.append("")
+    out += versus_markdown(result)
     fresh = result.get("fresh_process") or {}
     if fresh:
         out += ["## Fresh process: import + load a saved seed CNN + predict one image", "",
@@ -835,6 +929,67 @@ def markdown(result):
     return "\n".join(out)
 
 
+def versus_markdown(result):
+    """The section comparing minicnn with the fastest peer cell by cell, and the first-call (compilation) table."""
+    out = []
+    ceiling = result.get("gemm_ceiling")
+    rows = result.get("versus_peers") or []
+    if ceiling:
+        out += ["## The machine's float32 GEMM ceiling", "",
+                f"NumPy's sgemm ({ceiling['size']} x {ceiling['size']} matrices, OpenBLAS with its default threads, "
+                f"in minicnn's worker; one block per round): **{ceiling['gflops']:.0f} GFLOP/s**, the best call of "
+                f"the run (median of the rounds' best calls: {ceiling['median_gflops']:.0f}, over "
+                f"{ceiling['rounds_used']} of {ceiling['rounds']} rounds"
+                f"{', not enough quiet ones' if ceiling['noisy'] else ', the quiet ones'}).", ""]
+    if rows:
+        peers = [k for k in result["meta"]["contenders"] if not k.startswith("minicnn")
+                 and any(k in row["peers"] for row in rows)]
+        out += ["## minicnn against the fastest peer", "",
+                "minicnn = its fast engine (Numba kernels). Ratio = the median of per-round ratios to the peer with "
+                "the best median in this cell (above 1 = minicnn faster; latency: the peer's time / minicnn's). "
+                "GFLOP/s = images/s x the nominal FLOPs per image (2 x the multiply-adds of the convolutions and "
+                "dense layers; training 3x that minus the first layer's input gradient; activations, pooling, "
+                "normalisation and Adam not counted); share = that rate / the GEMM ceiling above, for minicnn and "
+                f"for the fastest peer. Target (issue 18): >= {PEER_RATIO}x the fastest peer, or >= "
+                f"{GEMM_SHARE:.0%} of the ceiling where that peer runs above {GEMM_BOUND:.0%} of it; latency at or "
+                "below every peer's. Images/s, latency in ms; * = not enough quiet rounds.", "",
+                "| model | metric | minicnn | " + " | ".join(CONTENDERS[k][0] for k in peers)
+                + " | minicnn / fastest peer | minicnn GFLOP/s (share) | fastest peer's share | target |",
+                "|---|---|---:|" + "---:|" * len(peers) + "---:|---:|---:|---|"]
+        for row in rows:
+            unit = METRICS[row["metric"]][1]
+            cells = [fmt_value(row["peers"].get(k), unit) + ("" if k != row.get("fastest") else " (fastest)")
+                     for k in peers]
+            rate = "" if row.get("gflops") is None else (
+                f"{row['gflops']:.1f}" + ("" if row.get("share") is None else f" ({row['share']:.0%})"))
+            peer_share = "" if row.get("peer_share") is None else f"{row['peer_share']:.0%}"
+            ratio = "—" if row.get("ratio") is None else f"{row['ratio']:.2f}x"
+            out.append(f"| {MODEL_LABELS[row['model']]} | {row['metric']}{'*' if row['noisy'] else ''} | "
+                       f"{fmt_value(row['value'], unit)} | " + " | ".join(cells)
+                       + f" | {ratio} | {rate} | {peer_share} | {row['status']} |")
+        failed = [row for row in rows if row["status"] == "FAIL"]
+        out += ["", f"{len(rows) - len(failed) - sum(r['status'] == 'SKIP' for r in rows)} of {len(rows)} cells meet "
+                    "the target" + (": missed in " + ", ".join(f"{MODEL_LABELS[r['model']]} {r['metric']}"
+                                                                for r in failed) if failed else "") + ".", ""]
+    first = result.get("first_calls") or {}
+    if first:
+        keys = [k for k in result["meta"]["contenders"] if any(k in per for per in first.values())]
+        out += ["## First calls: compilation and tracing (s)", "",
+                "The time of each contender's first call for a model, kind and batch size (building the step and "
+                "calling it once): minicnn's Numba kernels (loaded from the JIT cache when warm), torch.compile's "
+                "Inductor, jax.jit's XLA compilation, ONNX export + session creation, Keras's tracing. Never part "
+                "of the measurements above. Cells: training b32 / b128 / inference b1000 / single image.", "",
+                "| model | " + " | ".join(CONTENDERS[k][0] for k in keys) + " |", "|---|" + "---:|" * len(keys)]
+        for model in result["meta"]["models"]:
+            cells = []
+            for key in keys:
+                values = [first.get(f"{model}/{metric}", {}).get(key) for metric in METRICS]
+                cells.append(" / ".join("—" if v is None else f"{v:.2f}" for v in values))
+            out.append(f"| {MODEL_LABELS[model]} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
 def chart(result, path):
     import matplotlib
 
@@ -846,7 +1001,8 @@ def chart(result, path):
     keys = [k for k in result["meta"]["contenders"]]
     colors = {"minicnn": "#d62728", "minicnn-numpy": "#ff9896", "minicnn-reference": "#e377c2",
               "torch": "#1f77b4", "torch-cl": "#aec7e8",
-              "keras-jax": "#2ca02c", "keras-tf": "#98df8a"}
+              "keras-jax": "#2ca02c", "keras-tf": "#98df8a", "torch-compile": "#17becf", "jax": "#9467bd",
+              "ort": "#8c564b"}
     if not models:
         fig, ax = plt.subplots(figsize=(6, 2))
         ax.text(0.5, 0.5, "no throughput measured", ha="center", va="center")
@@ -923,7 +1079,10 @@ def main(argv=None):
         skipped.append(f"contenders {'; '.join(left_out)} ({why})")
     left_out = [CONTENDERS[key][0] for key in args.contenders if key not in args.side_contenders]
     if left_out:
-        skipped.append(f"fresh-process start-up and peak memory of {'; '.join(left_out)} (--quick)")
+        unable = [CONTENDERS[key][0] for key in args.contenders if key not in SIDE_CAPABLE]
+        why = "--quick" if not unable else "not part of the one-process tests" if len(unable) == len(left_out) \
+            else "--quick, or not part of the one-process tests"
+        skipped.append(f"fresh-process start-up and peak memory of {'; '.join(left_out)} ({why})")
     left_out = [MODEL_LABELS[m] for m in common.MODELS if m not in args.models]
     if left_out:
         why = "--quick" if args.quick and not args.explicit_models else "--models"
@@ -996,7 +1155,10 @@ def main(argv=None):
         "fresh_process": fresh,
         "memory": memory,
         "ladder": ladder,
+        "first_calls": {f"{model}/{metric}": values for (model, metric), values in bench.first_calls.items()},
+        "gemm_ceiling": gemm_ceiling(bench.gemm),
     }
+    result["versus_peers"] = versus_peers(bench.samples, rounds_used, summary, result["gemm_ceiling"])
     result["targets"] = targets(summary, fresh, memory)
     result["meta"]["duration_s"] = time.perf_counter() - started
     text = markdown(result)

@@ -45,13 +45,21 @@ def test_benchmark_harness_produces_table_json_and_chart(tmp_path):
     assert [row["layer"] for row in data["ladder"]] == ["conv1", "conv2", "conv3"]
     assert all(row["max_abs_diff"] < 1e-3 for row in data["ladder"])
 
+    ceiling = data["gemm_ceiling"]  # the float32 GEMM ceiling, measured once per round
+    assert ceiling["gflops"] > 0 and ceiling["rounds"] == 1
+    versus = {row["metric"]: row for row in data["versus_peers"]}  # no peers here: every cell SKIP
+    assert set(versus) == METRICS and all(row["status"] == "SKIP" for row in versus.values())
+    assert versus["train32"]["gflops"] > 0 and versus["infer1000"]["share"] > 0
+    assert set(data["first_calls"]) == {f"seed/{metric}" for metric in METRICS}
+
     statuses = {target["target"]: target["status"] for target in data["targets"]}
     assert len(statuses) == 9 and set(statuses.values()) <= {"PASS", "FAIL", "SKIP"}
     peer_targets = [name for name in statuses if "PyTorch" in name or "Keras" in name]
     assert len(peer_targets) == 6 and all(statuses[name] == "SKIP" for name in peer_targets)
 
     for heading in ("## Throughput and latency", "### seed CNN", "## Fresh process", "## Peak memory",
-                    "## What each technique buys", "## Targets"):
+                    "## What each technique buys", "## Targets", "## The machine's float32 GEMM ceiling",
+                    "## minicnn against the fastest peer", "## First calls"):
         assert heading in markdown
     for label in ("minicnn (fast engine, Numba kernels)", "minicnn (fast plan, NumPy twins)",
                   "minicnn (reference engine)"):

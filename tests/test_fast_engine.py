@@ -47,6 +47,15 @@ def gray_model(dtype, **settings):
     return minicnn.Sequential(layers, input_shape=(10, 12, 1), dtype=dtype, seed=5, **settings)
 
 
+def lenet_model(dtype, **settings):
+    """One-channel convolutions other than 3x3 take the row-by-row path (kernels/single_channel.py, KxK): a 5x5
+    "same" first layer as LeNet-5's on odd sizes (its pool leaves the last row unread), then a 4x4 "valid" one."""
+    layers = [Conv2D(4, 5, padding="same", activation="relu"), MaxPool2D(2),   # 13x11 -> 6x5
+              Conv2D(1, 1), Conv2D(3, 4, activation="relu"), MaxPool2D(2),     # 6x5 -> 3x2 -> 1x1
+              Flatten(), Dense(3, activation="softmax")]
+    return minicnn.Sequential(layers, input_shape=(13, 11, 1), dtype=dtype, seed=7, **settings)
+
+
 def dense_model(dtype, **settings):
     """No convolutions: training lets BLAS split its products instead of splitting the batch over threads."""
     layers = [Flatten(), Dense(300, activation="relu"), Dense(40, activation="relu"), Dense(4, activation="softmax")]
@@ -59,7 +68,7 @@ def seed_model(dtype, **settings):
 
 MODELS = {"seed": (seed_model, (28, 28, 1), 10), "small": (small_model, (25, 21, 3), 3),
           "odd": (odd_model, (9, 9, 2), 4), "gray": (gray_model, (10, 12, 1), 3),
-          "dense": (dense_model, (6, 7, 2), 4)}
+          "dense": (dense_model, (6, 7, 2), 4), "lenet": (lenet_model, (13, 11, 1), 3)}
 
 
 def data(input_shape, classes, count, dtype, seed=0):
@@ -116,10 +125,12 @@ def test_steps_group_the_small_model():
 
 def test_one_channel_convolutions_take_their_own_path():
     assert algorithms(gray_model("float32"), 8)[:3] == ["single-channel", "im2col", "single-channel"]
+    assert algorithms(lenet_model("float32"), 8)[:3] == ["single-channel-rows", "im2col", "single-channel-rows"]
+    assert "single-channel-rows+relu+pool" in minicnn.lenet5().plan(32, print_fn=None)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", ["seed", "small", "odd", "gray", "dense"])
+@pytest.mark.parametrize("name", ["seed", "small", "odd", "gray", "dense", "lenet"])
 @pytest.mark.parametrize("winograd_min_tiles", [1, plan.WINOGRAD_MIN_TILES])
 def test_fast_engine_equals_reference_engine(name, dtype, winograd_min_tiles, monkeypatch):
     """(With winograd_min_tiles=1 every layer that can take the Winograd path takes it, even on 11 images.)"""
@@ -177,8 +188,25 @@ def test_models_without_convolutions_let_blas_split_training():
     assert "over 1 thread(s)" in dense_model("float32", threads=2).plan(32, print_fn=None)
 
 
+def test_small_batches_of_a_model_without_convolutions_train_on_one_blas_thread(monkeypatch):
+    """BLAS threads only from BLAS_THREADS_MIN_ROWS rows: smaller batches run on one thread, batch unsplit."""
+    from minicnn.fast import engine as fast_engine
+
+    used = []
+    real = fast_engine.blas_threads
+    monkeypatch.setattr(fast_engine, "blas_threads", lambda count: used.append(count) or real(count))
+    monkeypatch.setattr(fast_engine, "BLAS_THREADS_MIN_ROWS", 16)
+    model = dense_model("float32", threads=2).compile("adam")
+    x, y = data((6, 7, 2), 4, 15, "float32")
+    model.train_step(x, y)
+    assert used == [] and len(model._engine.workspaces) == 1 and not model._engine.thread_grads
+    x, y = data((6, 7, 2), 4, 16, "float32")
+    model.train_step(x, y)
+    assert used == [2]
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", ["seed", "small", "gray", "dense"])
+@pytest.mark.parametrize("name", ["seed", "small", "gray", "dense", "lenet"])
 @pytest.mark.parametrize("engine", ["fast", "twins"])
 def test_one_thread_equals_two(name, dtype, engine):
     build, input_shape, classes = MODELS[name]

@@ -366,3 +366,59 @@ def test_optimizer_state_never_goes_subnormal(dtype):
         for _ in range(8000):
             sgd(params, grads, velocity, cast(0.01), cast(0.9), False)
         assert np.all(velocity == 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("with_ties", [False, True])
+@pytest.mark.parametrize("size, kernel_size", [((12, 12), 5), ((13, 10), 4), ((9, 11), 2)])  # odd: rows unread
+def test_single_channel_kxk_pool(dtype, relu, with_ties, size, kernel_size):
+    """One-channel KxK convolution + bias + ReLU + 2x2 pool, row by row: Numba == NumPy twin (forward with ties,
+    NaN and ReLU zeros; the kernel and bias gradients), and the twin == Conv2D's reference + the epilogue."""
+    from minicnn.kernels import single_channel
+    from minicnn.layers.conv2d import conv2d_backward, conv2d_forward
+
+    (h, w), n, f, k = size, 3, 6, kernel_size
+    out_h, out_w = (h - k + 1) // 2, (w - k + 1) // 2
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((n, h, w, 1)).astype(dtype)
+    kernel = rng.standard_normal((k, k, 1, f)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    if with_ties:
+        x, kernel, bias = np.round(x), np.round(kernel), np.round(bias)
+    x[0, 0, 0, 0] = np.nan
+    shape = (n, out_h, out_w, f)
+    results = []
+    for forward in (single_channel.single_channel_kxk_pool_forward_into_numpy,
+                    single_channel.single_channel_kxk_pool_forward_into_numba):
+        y, argmax = np.full(shape, 7.0, dtype), np.full(shape, 255, np.uint8)
+        forward(x, kernel, bias, relu, y, argmax)
+        results.append((y, argmax))
+    (y, argmax), (y_fast, argmax_fast) = results
+    np.testing.assert_allclose(y_fast, y, **tolerance(dtype))
+    assert np.isnan(y_fast[0, 0, 0]).all()
+    if with_ties:
+        np.testing.assert_array_equal(argmax_fast, argmax)
+    z, _ = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), "valid")
+    reference = fused.conv_epilogue_forward_into_numpy(z[:, :2 * out_h, :2 * out_w], bias, relu, 2, 2, 2, 2, 0, 0,
+                                                       np.empty(shape, dtype), np.empty(shape, np.uint8))
+    np.testing.assert_allclose(y, reference, **tolerance(dtype))
+
+    x[0, 0, 0, 0] = 0
+    z, cache = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), "valid")
+    single_channel.single_channel_kxk_pool_forward_into_numba(x, kernel, bias, relu, y_fast, argmax_fast)
+    dy = rng.standard_normal(shape).astype(dtype)
+    gradients = []
+    for backward in (single_channel.single_channel_kxk_pool_backward_into_numpy,
+                     single_channel.single_channel_kxk_pool_backward_into_numba):
+        dkernel, dbias = np.full_like(kernel, 7.0), np.ones(f, dtype)  # dkernel is written, dbias ADDED to
+        backward(dy, y_fast, argmax_fast, x, relu, dkernel, dbias)
+        gradients.append((dkernel, dbias))
+    (dkernel, dbias), (dkernel_fast, dbias_fast) = gradients
+    np.testing.assert_allclose(dkernel_fast, dkernel, **tolerance(dtype))
+    np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
+    dz = np.zeros(z.shape, dtype)
+    fused.conv_epilogue_backward_into_numpy(dy, y_fast, argmax_fast, relu, 2, 2, 2, 2, 0, 0,
+                                            dz[:, :2 * out_h, :2 * out_w], np.zeros(f, dtype))
+    _, dkernel_reference, _ = conv2d_backward(dz, cache)
+    np.testing.assert_allclose(dkernel, dkernel_reference, **tolerance(dtype))

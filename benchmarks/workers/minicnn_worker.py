@@ -120,7 +120,21 @@ class MinicnnBackend:
                                 budget=float(request.get("budget", 0.5)),
                                 naive_repeats=int(request.get("naive_repeats", 1)))
 
-        return {"ladder": ladder}
+        def gemm(request):
+            """The machine's float32 GEMM ceiling: NumPy's sgemm (its BLAS, default threads) of two square
+            matrices, the best rate of the calls made within the budget (after one untimed call)."""
+            np = self.np
+            size = int(request.get("size", 1024))
+            rng = np.random.default_rng(0)
+            a, b = (rng.random((size, size), dtype=np.float32) for _ in range(2))
+            out = np.empty((size, size), np.float32)
+            np.matmul(a, b, out=out)
+            times = common.latency_loop(lambda: np.matmul(a, b, out=out), float(request.get("budget", 0.5)), 1000)
+            flops = 2.0 * size ** 3
+            return {"size": size, "calls": len(times), "gflops": flops / min(times) / 1e9,
+                    "median_gflops": flops / sorted(times)[len(times) // 2] / 1e9}
+
+        return {"ladder": ladder, "gemm": gemm}
 
 
 def main():

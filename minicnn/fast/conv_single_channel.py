@@ -13,7 +13,7 @@ from minicnn.fast import conv_im2col
 def _source(x, geometry, workspace):
     """x, zero-padded as the convolution needs if it needs it (the kernel reads no bounds)."""
     g = geometry
-    rows, cols = 2 * g.pooled_h + 2, 2 * g.pooled_w + 2
+    rows, cols = 2 * g.pooled_h + g.kernel_h - 1, 2 * g.pooled_w + g.kernel_w - 1
     if g.pad_top == 0 and g.pad_left == 0 and x.shape[1] >= rows and x.shape[2] >= cols:
         return x
     padded = workspace.get((geometry, "padded"), (len(x), rows, cols, 1), x.dtype)

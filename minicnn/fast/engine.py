@@ -23,6 +23,11 @@ from minicnn.kernels.jit import KernelTable
 from minicnn.layers import Conv2D, Softmax
 from minicnn.losses import softmax_cross_entropy
 
+# A model without convolutions lets BLAS use the threads only for batches of at least this many rows; smaller
+# ones train on one thread with one BLAS thread: BLAS's threads meet at every product, 6 per step of an MLP, and
+# at batch 32-128 the products are too small to pay for it (docs/performance.md, "MLP training")
+BLAS_THREADS_MIN_ROWS = 256
+
 NUMPY_TWINS = KernelTable("numpy")
 NUMBA_KERNELS = KernelTable("numba")
 
@@ -102,12 +107,12 @@ class FastEngine:
         threads. Returns (sum of losses, correct predictions)."""
         threads = resolve_threads(self.threads)
         scale = 1.0 / len(x)
-        if self.blas_splits_training and threads > 1:
+        if self.blas_splits_training and threads > 1 and len(x) >= BLAS_THREADS_MIN_ROWS:
             with self._lock, blas_threads(threads):
                 loss_sum, correct, _ = self._loss_and_gradients(x, y, grads, scale, False, self.kernels,
                                                                 self._workspace(0))
             return loss_sum, correct
-        parts = [(0, len(x))] if self.whole_batch else split(len(x), threads)
+        parts = [(0, len(x))] if self.whole_batch or self.blas_splits_training else split(len(x), threads)
 
         def part(slot):
             start, stop = parts[slot]

@@ -17,6 +17,8 @@ Flatten, Softmax, ...                  ``LayerStep``: the layer's own functions 
 
 * ``single-channel``: 3x3, stride 1, one input channel, a 2x2 pool whose windows are the 2x2 output tiles
   (a grayscale first layer): minicnn/fast/conv_single_channel.py;
+* ``single-channel-rows``: any other kernel size (LeNet-5's 5x5), stride 1, one input channel, a "valid" 2x2
+  pool: minicnn/fast/conv_single_channel_rows.py;
 * ``winograd``: 3x3, stride 1, at least WINOGRAD_MIN_CHANNELS input channels, outputs that fill most of the
   2x2 tiles, and at least WINOGRAD_MIN_TILES tiles in the call: minicnn/fast/conv_winograd.py;
 * ``im2col``: everything else: minicnn/fast/conv_im2col.py.
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minicnn.fast import conv_im2col, conv_single_channel, conv_winograd
+from minicnn.fast import conv_im2col, conv_single_channel, conv_single_channel_rows, conv_winograd
 from minicnn.fast import dense as fast_dense
 from minicnn.fast.parallel import split
 from minicnn.kernels import winograd
@@ -44,7 +46,8 @@ WINOGRAD_MIN_TILES = 64     # ... when a call has at least this many 2x2 output 
 CHUNK_BYTES = 384 * 2 ** 10           # im2col: a chunk's largest buffer (columns or z) ...
 WINOGRAD_CHUNK_BYTES = 768 * 2 ** 10  # ... Winograd: its tiles
 
-CONV_ALGORITHMS = {"single-channel": conv_single_channel, "winograd": conv_winograd, "im2col": conv_im2col}
+CONV_ALGORITHMS = {"single-channel": conv_single_channel, "winograd": conv_winograd, "im2col": conv_im2col,
+                   "single-channel-rows": conv_single_channel_rows}
 
 # What the fused epilogue kernels need to know of the ReLU and the pool after a convolution (no pool: 1x1, stride 1)
 Epilogue = namedtuple("Epilogue", "relu pool_h pool_w stride_h stride_w pad_top pad_left")
@@ -122,6 +125,9 @@ def choose_conv_algorithm(geometry, images):
     shape = f"{g.kernel_h}x{g.kernel_w} stride {g.stride_h}"
     if g.pool_is_tiles and g.channels == 1:
         return "single-channel", f"{shape}, 1 input channel, 2x2 pool on the output tiles"
+    if (g.channels == 1 and (g.stride_h, g.stride_w) == (1, 1) and tuple(g.epilogue[1:]) == (2, 2, 2, 2, 0, 0)
+            and (g.out_h, g.out_w) == (2 * g.pooled_h, 2 * g.pooled_w)):
+        return "single-channel-rows", f"{shape}, 1 input channel, 2x2 pool, along image rows"
     tiles = images * g.tiles_h * g.tiles_w
     if g.winograd_fits and tiles >= WINOGRAD_MIN_TILES:
         return "winograd", f"{shape}, {g.channels} channels, {tiles} tiles per thread"

@@ -14,7 +14,8 @@ module              what it computes
 ``winograd``        the tile transforms of Winograd's F(2x2, 3x3) convolution (fewer multiplications), and
                     the output transform fused with a 2x2 max-pool
 ``single_channel``  a 3x3 convolution of a one-channel image + bias + ReLU + 2x2 max-pool in one pass (a
-                    grayscale first layer), and its kernel and bias gradients
+                    grayscale first layer), and its kernel and bias gradients; the same for any K x K kernel
+                    (LeNet-5's 5x5), computed along image rows
 ==================  =======================================================
 
 Numba kernels are compiled with ``cache=True`` (compiled code is kept on disk beside the source, so only the

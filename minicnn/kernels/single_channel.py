@@ -135,3 +135,123 @@ def single_channel_pool_backward_into_numba(dy, y, argmax, x, relu, dkernel, dbi
                         for f in range(filters):
                             row[f] += a * g0[f] + b * g1[f] + d * g2[f] + e * g3[f]
     return dkernel
+
+
+# ---------------------------------------------------------------- any K x K kernel (LeNet-5's 5x5 first layer)
+# The same computation for a K x K kernel, K from the kernel's shape: each pooled output from the (K+1) x (K+1)
+# pixels under its window. Few filters (LeNet-5: 6) leave the filter loop above too short to vectorise, so these
+# kernels run along an image ROW instead: for one filter and one pair of output rows, each tap adds w * a row of
+# pixels to two rows of outputs (2 * OW values, contiguous in a one-channel image), then the pool reads them.
+#
+#     x               (N, H, W, 1)   ALREADY zero-padded, H >= 2*OH + K - 1, W >= 2*OW + K - 1
+#     kernel, dkernel (K, K, 1, F)   dkernel is overwritten
+#
+# The Numba kernels compute W - K + 1 outputs per row (the pool reads the first 2*OW): a caller that pads W so
+# that this is a multiple of 8 or 16 keeps the row loops free of a scalar remainder (conv_single_channel_rows.py).
+def _taps_kxk(x, size, out_h, out_w):
+    """(N, 2OH, 2OW, K*K): the K*K pixels each convolution output sees, in the kernel's (ky, kx) order."""
+    return np.stack([x[:, ky:ky + 2 * out_h, kx:kx + 2 * out_w, 0] for ky in range(size) for kx in range(size)],
+                    axis=-1)
+
+
+def single_channel_kxk_pool_forward_into_numpy(x, kernel, bias, relu, y, argmax):
+    """y[...] = maxpool2x2(relu(convKxK(x) + bias)), argmax[...] = where each maximum was. Returns y."""
+    _, out_h, out_w, filters = y.shape
+    size = kernel.shape[0]
+    z = _taps_kxk(x, size, out_h, out_w) @ kernel.reshape(size * size, filters)
+    return conv_epilogue_forward_into_numpy(z, bias, relu, 2, 2, 2, 2, 0, 0, y, argmax)
+
+
+def single_channel_kxk_pool_backward_into_numpy(dy, y, argmax, x, relu, dkernel, dbias):
+    """dkernel[...] = the kernel gradient; dbias += the bias gradient. Returns dkernel."""
+    _, out_h, out_w, filters = dy.shape
+    size = dkernel.shape[0]
+    dz = np.empty((len(x), 2 * out_h, 2 * out_w, filters), dtype=dy.dtype)
+    conv_epilogue_backward_into_numpy(dy, y, argmax, relu, 2, 2, 2, 2, 0, 0, dz, dbias)
+    taps = _taps_kxk(x, size, out_h, out_w).reshape(-1, size * size)
+    dkernel[...] = (taps.T @ dz.reshape(-1, filters)).reshape(dkernel.shape)
+    return dkernel
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"},
+      twin=single_channel_kxk_pool_forward_into_numpy)
+def single_channel_kxk_pool_forward_into_numba(x, kernel, bias, relu, y, argmax):
+    batch, out_h, out_w, filters = y.shape
+    size = kernel.shape[0]
+    width = x.shape[2] - size + 1  # outputs per row computed (>= 2 * out_w, see above)
+    zero = y.dtype.type(0)
+    pixels = x.reshape(x.shape[0], x.shape[1], x.shape[2])  # (C-contiguous rows: the row loops vectorise)
+    top = np.empty(width, dtype=y.dtype)     # the pool window's upper output row, then its lower one
+    bottom = np.empty(width, dtype=y.dtype)
+    for n in range(batch):
+        for f in range(filters):
+            for oy in range(out_h):
+                r = 2 * oy
+                for c in range(width):
+                    top[c] = zero
+                    bottom[c] = zero
+                for ky in range(size):
+                    upper, lower = pixels[n, r + ky], pixels[n, r + ky + 1]
+                    for kx in range(size):
+                        weight = kernel[ky, kx, 0, f]
+                        for c in range(width):
+                            top[c] += upper[c + kx] * weight
+                            bottom[c] += lower[c + kx] * weight
+                for ox in range(out_w):
+                    best, index = top[2 * ox] + bias[f], 0
+                    value = top[2 * ox + 1] + bias[f]
+                    if value > best:  # strict: the first maximum wins ties
+                        best, index = value, 1
+                    value = bottom[2 * ox] + bias[f]
+                    if value > best:
+                        best, index = value, 2
+                    value = bottom[2 * ox + 1] + bias[f]
+                    if value > best:
+                        best, index = value, 3
+                    if relu and best <= zero:  # all four are 0 after the ReLU: the first wins (NaN stays NaN)
+                        best, index = zero, 0
+                    y[n, oy, ox, f] = best
+                    argmax[n, oy, ox, f] = index
+    return y
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"},
+      twin=single_channel_kxk_pool_backward_into_numpy)
+def single_channel_kxk_pool_backward_into_numba(dy, y, argmax, x, relu, dkernel, dbias):
+    batch, out_h, out_w, filters = dy.shape
+    size = dkernel.shape[0]
+    width = x.shape[2] - size + 1  # (the columns past 2 * out_w get a zero gradient)
+    zero = dy.dtype.type(0)
+    # per tap and filter, one partial sum per output column (summed at the end): the row loops vectorise
+    partial = np.zeros((size * size, filters, width), dtype=dy.dtype)
+    pixels = x.reshape(x.shape[0], x.shape[1], x.shape[2])
+    top = np.zeros(width, dtype=dy.dtype)  # the gradient at the window's upper outputs, then its lower ones
+    bottom = np.zeros(width, dtype=dy.dtype)
+    for n in range(batch):
+        for f in range(filters):
+            for oy in range(out_h):
+                for ox in range(out_w):
+                    gradient = dy[n, oy, ox, f]
+                    if relu and not y[n, oy, ox, f] > zero:
+                        gradient = zero
+                    dbias[f] += gradient
+                    index = argmax[n, oy, ox, f]
+                    top[2 * ox] = gradient if index == 0 else zero
+                    top[2 * ox + 1] = gradient if index == 1 else zero
+                    bottom[2 * ox] = gradient if index == 2 else zero
+                    bottom[2 * ox + 1] = gradient if index == 3 else zero
+                r = 2 * oy
+                for ky in range(size):
+                    upper, lower = pixels[n, r + ky], pixels[n, r + ky + 1]
+                    for kx in range(size):
+                        row = partial[ky * size + kx, f]
+                        for c in range(width):
+                            row[c] += upper[c + kx] * top[c] + lower[c + kx] * bottom[c]
+    for ky in range(size):
+        for kx in range(size):
+            for f in range(filters):
+                total = zero
+                for c in range(width):
+                    total += partial[ky * size + kx, f, c]
+                dkernel[ky, kx, 0, f] = total
+    return dkernel
