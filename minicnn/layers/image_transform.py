@@ -31,9 +31,10 @@ readable NumPy versions (the reference engine runs them); minicnn/kernels/warp.p
 engine runs those).
 
 **Randomness**: call number k of a layer in training draws its transforms from
-``numpy.random.default_rng((seed, k))``; ``fit`` sets k to the global step number (epoch * steps per epoch + step)
-before every step, so an augmentation depends on (seed, epoch, step) only, whatever ran before in the process
-(a resumed run draws what the uninterrupted run drew). The draws are not Keras's (Keras has its own generator):
+``numpy.random.default_rng((seed, k))`` (``seed=None``: a seed derived from the model's seed, see
+``derived_seed``: adding augmentation leaves the model's initial weights as they were); ``fit`` sets k to the
+global step number (epoch * steps per epoch + step) before every step, so an augmentation depends on (seed, epoch,
+step) only, whatever ran before in the process (a resumed run draws what the uninterrupted run drew). The draws are not Keras's (Keras has its own generator):
 compare with Keras with a fixed draw, e.g. ``factor=(a, a)``.
 """
 from __future__ import annotations
@@ -109,6 +110,16 @@ def affine_warp_backward(output_grad, transforms, fill_mode, nearest):
     return grad.astype(output_grad.dtype)
 
 
+def derived_seed(rng):
+    """A seed for a layer built with seed=None, from the model's random generator WITHOUT drawing from it (a child
+    of its SeedSequence): the layers after it get the same initial weights as in the model without augmentation,
+    so a run with and without augmentation start from the same weights."""
+    sequence = getattr(getattr(rng, "bit_generator", None), "seed_seq", None)
+    if sequence is None:
+        return int(np.random.default_rng().integers(2 ** 31))
+    return int(sequence.spawn(1)[0].generate_state(1)[0] % 2 ** 31)
+
+
 def factor_range(factor, what, low=-1.0, high=1.0, high_inclusive=True):
     """Keras's factor argument: a number f means (-|f|, |f|), a pair (a, b) means (min, max); each within bounds."""
     if isinstance(factor, (tuple, list)) and len(factor) == 2:
@@ -151,9 +162,8 @@ class RandomAffineTransform(Layer):
     def build(self, input_shape, dtype, rng):
         if len(input_shape) != 3:
             raise ShapeError(f"{type(self).__name__} expects images (height, width, channels), got {input_shape}")
-        drawn = int((rng if rng is not None else np.random.default_rng()).integers(2 ** 31))  # as Dropout
         if self.seed is None:
-            self.seed = drawn
+            self.seed = derived_seed(rng)
         return super().build(input_shape, dtype, rng)
 
     def draw(self, rng, count, height, width):
