@@ -34,8 +34,8 @@ engine runs those).
 ``numpy.random.default_rng((seed, k))`` (``seed=None``: a seed derived from the model's seed, see
 ``derived_seed``: adding augmentation leaves the model's initial weights as they were); ``fit`` sets k to the
 global step number (epoch * steps per epoch + step) before every step, so an augmentation depends on (seed, epoch,
-step) only, whatever ran before in the process (a resumed run draws what the uninterrupted run drew). The draws are not Keras's (Keras has its own generator):
-compare with Keras with a fixed draw, e.g. ``factor=(a, a)``.
+step) only, whatever ran before in the process (a resumed run draws what the uninterrupted run drew). The draws
+are not Keras's (Keras has its own generator): compare with Keras with a fixed draw, e.g. ``factor=(a, a)``.
 """
 from __future__ import annotations
 
