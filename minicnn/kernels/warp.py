@@ -41,69 +41,84 @@ def _round_half_even(value):
 
 
 @njit(cache=True, nogil=True)
-def _corners(transform, row, column, height, width, mode, nearest, rows, columns, weights):
-    """Fill rows/columns/weights (4 each) with the input pixels output (row, column) reads; returns how many."""
-    x_in = transform[0] * column + transform[1] * row + transform[2]
-    y_in = transform[3] * column + transform[4] * row + transform[5]
-    if nearest:
-        rows[0] = _fix_index(_round_half_even(y_in), height, mode)
-        columns[0] = _fix_index(_round_half_even(x_in), width, mode)
-        weights[0] = 1.0
-        return 1
-    y0 = math.floor(y_in)
-    x0 = math.floor(x_in)
-    fy = y_in - y0
-    fx = x_in - x0
-    count = 0
-    for dy in range(2):
-        for dx in range(2):
-            rows[count] = _fix_index(int(y0) + dy, height, mode)
-            columns[count] = _fix_index(int(x0) + dx, width, mode)
-            weights[count] = (fy if dy else 1.0 - fy) * (fx if dx else 1.0 - fx)
-            count += 1
-    return count
+def _read(images, n, row, column, c, fill_value):
+    """images[n, row, column, c], or fill_value for a constant fill outside the image (row or column -1)."""
+    if row < 0 or column < 0:
+        return fill_value
+    return images[n, row, column, c]
 
 
 @njit(cache=True, nogil=True, twin=affine_warp)
 def affine_warp_numba(images, transforms, fill_mode, fill_value, nearest):
     count, height, width, channels = images.shape
     out = np.empty_like(images)
-    rows = np.empty(4, dtype=np.int64)
-    columns = np.empty(4, dtype=np.int64)
-    weights = np.empty(4, dtype=np.float64)
-    sums = np.empty(channels, dtype=np.float64)
     for n in range(count):
+        a0, a1, a2, b0, b1, b2 = (transforms[n, 0], transforms[n, 1], transforms[n, 2], transforms[n, 3],
+                                  transforms[n, 4], transforms[n, 5])
         for row in range(height):
             for column in range(width):
-                corners = _corners(transforms[n], row, column, height, width, fill_mode, nearest, rows, columns,
-                                   weights)
-                sums[:] = 0.0
-                for k in range(corners):
-                    if rows[k] < 0 or columns[k] < 0:  # a constant fill outside the image
-                        for c in range(channels):
-                            sums[c] += weights[k] * fill_value
-                    else:
-                        for c in range(channels):
-                            sums[c] += weights[k] * images[n, rows[k], columns[k], c]
-                for c in range(channels):
-                    out[n, row, column, c] = sums[c]
+                x_in = a0 * column + a1 * row + a2
+                y_in = b0 * column + b1 * row + b2
+                if nearest:
+                    r = _fix_index(_round_half_even(y_in), height, fill_mode)
+                    k = _fix_index(_round_half_even(x_in), width, fill_mode)
+                    for c in range(channels):
+                        out[n, row, column, c] = _read(images, n, r, k, c, fill_value)
+                    continue
+                y0 = math.floor(y_in)
+                x0 = math.floor(x_in)
+                fy = y_in - y0
+                fx = x_in - x0
+                r0 = _fix_index(int(y0), height, fill_mode)
+                r1 = _fix_index(int(y0) + 1, height, fill_mode)
+                k0 = _fix_index(int(x0), width, fill_mode)
+                k1 = _fix_index(int(x0) + 1, width, fill_mode)
+                w00, w01 = (1.0 - fy) * (1.0 - fx), (1.0 - fy) * fx
+                w10, w11 = fy * (1.0 - fx), fy * fx
+                for c in range(channels):  # (in the twin's order: the four corners, then the cast)
+                    total = 0.0
+                    total += w00 * _read(images, n, r0, k0, c, fill_value)
+                    total += w01 * _read(images, n, r0, k1, c, fill_value)
+                    total += w10 * _read(images, n, r1, k0, c, fill_value)
+                    total += w11 * _read(images, n, r1, k1, c, fill_value)
+                    out[n, row, column, c] = total
     return out
+
+
+@njit(cache=True, nogil=True)
+def _scatter(grad, n, row, column, weight, output_grad, n_out, out_row, out_column):
+    if row < 0 or column < 0:  # a constant fill: no input pixel to send the gradient to
+        return
+    for c in range(grad.shape[3]):
+        grad[n, row, column, c] += weight * output_grad[n_out, out_row, out_column, c]
 
 
 @njit(cache=True, nogil=True, twin=affine_warp_backward)
 def affine_warp_backward_numba(output_grad, transforms, fill_mode, nearest):
     count, height, width, channels = output_grad.shape
     grad = np.zeros(output_grad.shape, dtype=np.float64)
-    rows = np.empty(4, dtype=np.int64)
-    columns = np.empty(4, dtype=np.int64)
-    weights = np.empty(4, dtype=np.float64)
     for n in range(count):
+        a0, a1, a2, b0, b1, b2 = (transforms[n, 0], transforms[n, 1], transforms[n, 2], transforms[n, 3],
+                                  transforms[n, 4], transforms[n, 5])
         for row in range(height):
             for column in range(width):
-                corners = _corners(transforms[n], row, column, height, width, fill_mode, nearest, rows, columns,
-                                   weights)
-                for k in range(corners):
-                    if rows[k] >= 0 and columns[k] >= 0:
-                        for c in range(channels):
-                            grad[n, rows[k], columns[k], c] += weights[k] * output_grad[n, row, column, c]
+                x_in = a0 * column + a1 * row + a2
+                y_in = b0 * column + b1 * row + b2
+                if nearest:
+                    r = _fix_index(_round_half_even(y_in), height, fill_mode)
+                    k = _fix_index(_round_half_even(x_in), width, fill_mode)
+                    _scatter(grad, n, r, k, 1.0, output_grad, n, row, column)
+                    continue
+                y0 = math.floor(y_in)
+                x0 = math.floor(x_in)
+                fy = y_in - y0
+                fx = x_in - x0
+                r0 = _fix_index(int(y0), height, fill_mode)
+                r1 = _fix_index(int(y0) + 1, height, fill_mode)
+                k0 = _fix_index(int(x0), width, fill_mode)
+                k1 = _fix_index(int(x0) + 1, width, fill_mode)
+                _scatter(grad, n, r0, k0, (1.0 - fy) * (1.0 - fx), output_grad, n, row, column)
+                _scatter(grad, n, r0, k1, (1.0 - fy) * fx, output_grad, n, row, column)
+                _scatter(grad, n, r1, k0, fy * (1.0 - fx), output_grad, n, row, column)
+                _scatter(grad, n, r1, k1, fy * fx, output_grad, n, row, column)
     return grad.astype(output_grad.dtype)
