@@ -98,9 +98,19 @@ class FastEngine:
         return loss_sum, correct, dx
 
     def augment(self, x):
-        """The batch through the leading augmentation steps (training), whole, in this thread."""
+        """The batch through the leading augmentation steps (training): each draws the whole batch's transforms in
+        this thread (one draw per step, as on the reference engine), then the images are warped over the threads."""
+        parts = split(len(x), resolve_threads(self.threads))
         for step in self.steps[:self.leading]:
-            x, _ = step.forward(x, self.kernels, self._workspace(0), True)
+            transforms = step.layer.next_transforms(len(x))
+            out = np.empty_like(x)
+
+            def part(slot, x=x, out=out, step=step, transforms=transforms):
+                start, stop = parts[slot]
+                out[start:stop] = step.warp(x[start:stop], transforms[start:stop], self.kernels)
+
+            run_in_threads(part, len(parts))
+            x = out
         return x
 
     # -- what Sequential calls

@@ -240,9 +240,12 @@ class AugmentStep:
         if not training:
             return x, None
         transforms = self.layer.next_transforms(len(x))
-        y = kernels.affine_warp(np.ascontiguousarray(x), transforms, self.layer.fill_mode_code,
-                                self.layer.fill_value, self.layer.interpolation == "nearest")
-        return y, transforms
+        return self.warp(x, transforms, kernels), transforms
+
+    def warp(self, x, transforms, kernels):
+        """The images x warped by their transforms (any slice of a batch: each image is warped on its own)."""
+        return kernels.affine_warp(np.ascontiguousarray(x), transforms, self.layer.fill_mode_code,
+                                   self.layer.fill_value, self.layer.interpolation == "nearest")
 
     def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
         if not need_input_grad:
