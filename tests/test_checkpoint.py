@@ -14,8 +14,7 @@ from test_train_script import offline_env, run_train
 
 import minicnn
 from minicnn.errors import ModelFileError
-from minicnn.layers import (BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPool2D, RandomRotation,
-                            RandomTranslation)
+from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPool2D, RandomRotation, RandomTranslation
 
 
 def small_model(engine="fast"):
