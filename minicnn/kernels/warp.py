@@ -41,6 +41,22 @@ def _round_half_even(value):
 
 
 @njit(cache=True, nogil=True)
+def _source(a0, a1, a2, b0, b1, b2, row, column, height, width, fill_mode, nearest):
+    """Where output pixel (row, column) reads from: rows r0, r1 and columns k0, k1 of the input (fixed by the fill
+    mode; -1 outside for a constant fill) and the fractions fy, fx; with ``nearest``, the one pixel (r0, k0)."""
+    x_in = a0 * column + a1 * row + a2
+    y_in = b0 * column + b1 * row + b2
+    if nearest:
+        r = _fix_index(_round_half_even(y_in), height, fill_mode)
+        k = _fix_index(_round_half_even(x_in), width, fill_mode)
+        return r, r, k, k, 0.0, 0.0
+    y0 = math.floor(y_in)
+    x0 = math.floor(x_in)
+    return (_fix_index(int(y0), height, fill_mode), _fix_index(int(y0) + 1, height, fill_mode),
+            _fix_index(int(x0), width, fill_mode), _fix_index(int(x0) + 1, width, fill_mode), y_in - y0, x_in - x0)
+
+
+@njit(cache=True, nogil=True)
 def _read(images, n, row, column, c, fill_value):
     """images[n, row, column, c], or fill_value for a constant fill outside the image (row or column -1)."""
     if row < 0 or column < 0:
@@ -57,22 +73,13 @@ def affine_warp_numba(images, transforms, fill_mode, fill_value, nearest):
                                   transforms[n, 4], transforms[n, 5])
         for row in range(height):
             for column in range(width):
-                x_in = a0 * column + a1 * row + a2
-                y_in = b0 * column + b1 * row + b2
+                r0, r1, k0, k1, fy, fx = _source(a0, a1, a2, b0, b1, b2, row, column, height, width, fill_mode,
+                                                 nearest)
                 if nearest:
-                    r = _fix_index(_round_half_even(y_in), height, fill_mode)
-                    k = _fix_index(_round_half_even(x_in), width, fill_mode)
+                    r, k = r0, k0
                     for c in range(channels):
                         out[n, row, column, c] = _read(images, n, r, k, c, fill_value)
                     continue
-                y0 = math.floor(y_in)
-                x0 = math.floor(x_in)
-                fy = y_in - y0
-                fx = x_in - x0
-                r0 = _fix_index(int(y0), height, fill_mode)
-                r1 = _fix_index(int(y0) + 1, height, fill_mode)
-                k0 = _fix_index(int(x0), width, fill_mode)
-                k1 = _fix_index(int(x0) + 1, width, fill_mode)
                 w00, w01 = (1.0 - fy) * (1.0 - fx), (1.0 - fy) * fx
                 w10, w11 = fy * (1.0 - fx), fy * fx
                 for c in range(channels):  # (in the twin's order: the four corners, then the cast)
@@ -102,21 +109,11 @@ def affine_warp_backward_numba(output_grad, transforms, fill_mode, nearest):
                                   transforms[n, 4], transforms[n, 5])
         for row in range(height):
             for column in range(width):
-                x_in = a0 * column + a1 * row + a2
-                y_in = b0 * column + b1 * row + b2
+                r0, r1, k0, k1, fy, fx = _source(a0, a1, a2, b0, b1, b2, row, column, height, width, fill_mode,
+                                                 nearest)
                 if nearest:
-                    r = _fix_index(_round_half_even(y_in), height, fill_mode)
-                    k = _fix_index(_round_half_even(x_in), width, fill_mode)
-                    _scatter(grad, n, r, k, 1.0, output_grad, n, row, column)
+                    _scatter(grad, n, r0, k0, 1.0, output_grad, n, row, column)
                     continue
-                y0 = math.floor(y_in)
-                x0 = math.floor(x_in)
-                fy = y_in - y0
-                fx = x_in - x0
-                r0 = _fix_index(int(y0), height, fill_mode)
-                r1 = _fix_index(int(y0) + 1, height, fill_mode)
-                k0 = _fix_index(int(x0), width, fill_mode)
-                k1 = _fix_index(int(x0) + 1, width, fill_mode)
                 _scatter(grad, n, r0, k0, (1.0 - fy) * (1.0 - fx), output_grad, n, row, column)
                 _scatter(grad, n, r0, k1, (1.0 - fy) * fx, output_grad, n, row, column)
                 _scatter(grad, n, r1, k0, fy * (1.0 - fx), output_grad, n, row, column)
