@@ -537,7 +537,9 @@ class Sequential:
             raise RuntimeError("save_checkpoint saves where fit is: call it from a callback during fit (or after)")
         checkpoint = {key: value for key, value in progress.items()
                       if key not in ("history", "history_before", "pending_logs")}
-        checkpoint["history"] = self.full_history()
+        checkpoint.update(loss_total=float(checkpoint["loss_total"]), correct_total=int(checkpoint["correct_total"]),
+                          seed=None if checkpoint["seed"] is None else int(checkpoint["seed"]),
+                          history=self.full_history())  # (plain JSON numbers; a float's repr reads back exactly)
         checkpoint["random_layers"] = {layer.name: layer.seed for layer in self.layers if hasattr(layer, "calls")}
         return serialization.save_model(self, path, metadata=metadata, checkpoint=checkpoint)
 
