@@ -52,8 +52,11 @@ def _source(a0, a1, a2, b0, b1, b2, row, column, height, width, fill_mode, neare
         return r, r, k, k, 0.0, 0.0
     y0 = math.floor(y_in)
     x0 = math.floor(x_in)
-    return (_fix_index(int(y0), height, fill_mode), _fix_index(int(y0) + 1, height, fill_mode),
-            _fix_index(int(x0), width, fill_mode), _fix_index(int(x0) + 1, width, fill_mode), y_in - y0, x_in - x0)
+    row0, column0 = int(y0), int(x0)
+    if 0 <= row0 < height - 1 and 0 <= column0 < width - 1:  # all four inside (most pixels): nothing to fix
+        return row0, row0 + 1, column0, column0 + 1, y_in - y0, x_in - x0
+    return (_fix_index(row0, height, fill_mode), _fix_index(row0 + 1, height, fill_mode),
+            _fix_index(column0, width, fill_mode), _fix_index(column0 + 1, width, fill_mode), y_in - y0, x_in - x0)
 
 
 @njit(cache=True, nogil=True)
