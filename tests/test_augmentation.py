@@ -143,3 +143,20 @@ def test_bad_arguments_are_refused_with_the_allowed_values():
         RandomZoom(0.1, interpolation="bicubic")
     with pytest.raises(ValueError, match="above -1"):
         RandomZoom(-1.0)
+
+
+def test_to_keras_and_back_keeps_the_augmentation_layers():
+    from minicnn.interop import from_keras, to_keras
+
+    model = minicnn.report004()
+    keras_model = to_keras(model)
+    rotation = keras_model.layers[0]
+    assert type(rotation) is keras.layers.RandomRotation and tuple(rotation.factor) == (-10 / 360, 10 / 360)
+    x = np.random.default_rng(4).random((2, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(keras_model(x, training=False)), model.predict(x), atol=1e-5)
+    again = from_keras(keras.Sequential([keras.Input((12, 12, 1)), keras.layers.RandomTranslation(0.1, 0.2, seed=4),
+                                         keras.layers.RandomZoom(0.2, fill_mode="constant"), keras.layers.Flatten(),
+                                         keras.layers.Dense(3)]))
+    translation, zoom = again.layers[:2]
+    assert translation.get_config()["width_factor"] == [-0.2, 0.2] and translation.seed == 4
+    assert zoom.fill_mode == "constant" and zoom.height_factor == (-0.2, 0.2)
