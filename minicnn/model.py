@@ -471,8 +471,8 @@ class Sequential:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             history.interrupted = True
-            where = f"after epoch {len(history.epoch)}"
-            if progress is not None and len(history.epoch) == epoch:  # inside an epoch: close its bar
+            where = f"after epoch {initial_epoch + len(history.epoch)}"
+            if progress is not None and initial_epoch + len(history.epoch) == epoch:  # inside an epoch: close its bar
                 progress.close({"loss": loss_total / seen, "accuracy": correct_total / seen} if seen else {}, step)
                 if step:
                     history.steps_done = (step, steps)
