@@ -466,6 +466,11 @@ def train(arguments):
     if resumed is not None:
         model = resumed
         initial_epoch = model.resume_point["epoch"]
+        if model.resume_point["samples"] != len(x_train):
+            print(f"error: the checkpoint's run trained on {model.resume_point['samples']:,} images, this data gives "
+                  f"{len(x_train):,} ({data.describe()}): resume where the same data is found (--data-dir)",
+                  file=sys.stderr)
+            return 2
         if initial_epoch >= epochs:
             print(f"error: the checkpoint's run has finished its {plural(epochs, 'epoch')}; pass a larger --epochs "
                   "to train on", file=sys.stderr)
