@@ -492,9 +492,10 @@ class Sequential:
         earlier epochs, then this fit call's, then the epoch whose on_epoch_end is running)."""
         progress = self.training_progress or {}
         merged = {key: [float(v) for v in values] for key, values in progress.get("history_before", {}).items()}
-        for logs in ([progress.get("history", {})], [progress.get("pending_logs") or {}]):
-            for key, values in logs[0].items():
-                merged.setdefault(key, []).extend(float(v) for v in (values if isinstance(values, list) else [values]))
+        pending = {key: [value] for key, value in (progress.get("pending_logs") or {}).items()}
+        for source in (progress.get("history", {}), pending):
+            for key, values in source.items():
+                merged.setdefault(key, []).extend(float(value) for value in values)
         return merged
 
     def set_random_step(self, step):
