@@ -15,13 +15,18 @@ The student reports' other models (the toolkit: BatchNormalization, Dropout, Lea
   "same" keeps 28 -> 14 -> 7 -> 3 after the pools), each ReLU'd before its BatchNormalization (Keras habit:
   ``Conv2D(..., activation="relu")`` then ``BatchNormalization()``). Trained at batch 128.
 * ``report003``: Flatten, Dense 128 + leaky ReLU (slope 0.2), Dense 128 + leaky ReLU (0.2), Dense 10 + softmax.
-* ``report004``: the seed CNN with ``l2(0.01)`` kernel and bias regularizers on its first convolution.
+* ``report004``: ``RandomRotation(10/360)`` (about ±10 degrees, in training only: drawn digits are tilted), then
+  the seed CNN with ``l2(0.01)`` kernel and bias regularizers on its first convolution. The rotation takes no
+  weights and no draw from the model's generator: the initial weights are the seed CNN's.
+
+``with_augmentation(model, layers)``: the same model with these augmentation layers at its start instead of the
+ones it had (train.py's ``--augment``).
 
 Each takes ``engine=`` ("fast", "reference" or "twins") and ``threads=``, passed to ``Sequential``.
 """
 from __future__ import annotations
 
-from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPool2D
+from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPool2D, RandomRotation
 from minicnn.model import Sequential
 from minicnn.regularizers import l2
 
@@ -86,7 +91,23 @@ def report003(input_shape=(28, 28, 1), classes=10, dtype="float32", seed=0, engi
 
 
 def report004(input_shape=(28, 28, 1), classes=10, dtype="float32", seed=0, engine=None, threads=None):
-    return seed_cnn(input_shape, classes, dtype, seed, engine, threads, first_regularizer=l2(0.01), name="report004")
+    model = seed_cnn(input_shape, classes, dtype, seed, engine, threads, first_regularizer=l2(0.01), name="report004")
+    return with_augmentation(model, [RandomRotation(10 / 360)])
+
+
+def with_augmentation(model, layers):
+    """A new model: ``layers`` (RandomRotation, RandomTranslation, RandomZoom; none to remove them), then the
+    layers of ``model`` after its leading augmentation layers, with the same settings and initial weights."""
+    from minicnn.layers import LAYER_CLASSES
+
+    config = model.get_config()
+    kept = config["layers"]
+    while kept and getattr(LAYER_CLASSES[kept[0]["class"]], "augments", False):
+        kept = kept[1:]
+    config["layers"] = [{"class": type(layer).__name__, "config": layer.get_config()} for layer in layers] + kept
+    new = Sequential.from_config(config)
+    new.set_weights(model.get_weights())
+    return new
 
 
 ARCHITECTURES = {"seed": seed_cnn, "default": default_cnn, "lenet5": lenet5, "mlp": mlp, "report001": report001,

@@ -115,6 +115,9 @@ class Sequential:
         self.flat_params = None
         self.flat_grads = None
         self.metadata = None  # what a saved model's file says of its training (see load_model)
+        self.resume_point = None  # a checkpoint's record, when loaded from one: where fit continues (see fit)
+        self.training_progress = None  # where fit is (epoch, step, ...): what save_checkpoint saves
+        self.stop_training = False  # a callback sets it to stop fit after the epoch, as in Keras
         for layer in layers:
             self.add(layer)
         if self.input_shape is not None:
@@ -426,14 +429,26 @@ class Sequential:
         return ", ".join(found) or "no layer"
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None, shuffle=True,
-            seed=None, verbose=1, callbacks=()):
+            seed=None, verbose=1, callbacks=(), initial_epoch=0, initial_step=None):
         """Train, Keras style. Returns a History with loss/accuracy (and val_loss/val_accuracy) per epoch.
 
         validation_split takes the LAST fraction of x/y (before shuffling), as Keras does. ``seed`` fixes the
         shuffling (default: the model's seed). Ctrl+C stops training cleanly after the current step
         (``history.interrupted`` is then True; see ``CtrlC`` in minicnn/history.py). Progress goes to stderr
         (verbose=1: a bar on a terminal, else one line per epoch). ``callbacks``: see minicnn.callbacks (objects
-        with ``on_epoch_begin(model, epoch)`` and/or ``on_epoch_end(model, epoch, logs)``; True from the latter stops).
+        with ``on_epoch_begin(model, epoch)`` and/or ``on_epoch_end(model, epoch, logs)``; True from the latter stops;
+        also ``on_train_begin(model)``, ``on_train_batch_end(model, batch, logs)``, ``on_train_end(model, logs)``, and
+        ``model.stop_training = True`` stops after the epoch, as Keras).
+
+        ``initial_epoch``: as Keras, the epoch to start at (epochs counts from 0, so ``epochs`` is the last epoch's
+        number + 1, not how many run). ``initial_step``: the step of ``initial_epoch`` to start at; the default
+        (None) is where the checkpoint this model was loaded from stopped, if it stopped inside ``initial_epoch``,
+        else 0. Randomness depends on (seed, epoch, step) only: epoch e's shuffle is the (e+1)-th permutation
+        drawn from ``default_rng(seed)``, and every Dropout and augmentation layer draws step k's mask or transforms
+        with k = epoch * steps_per_epoch + step (``layer.calls``). So a model loaded from a checkpoint
+        (``minicnn.load_model``) and trained on with the same call and ``initial_epoch`` ends with exactly the
+        weights of the uninterrupted run. ``model.save_checkpoint(path)`` (e.g. from a ModelCheckpoint callback)
+        saves where fit is.
         """
         epochs = whole_number(epochs, "epochs", 0)
         batch_size = whole_number(batch_size, "batch_size", 1, default=32)
@@ -459,26 +474,43 @@ class Sequential:
                                  "or no validation")
         if len(x) == 0:
             raise ValueError("no training samples left (check validation_split)")
-        rng = np.random.default_rng(self.seed if seed is None else seed)
+        shuffle_seed = self.seed if seed is None else seed
+        rng = np.random.default_rng(shuffle_seed)
         steps = math.ceil(len(x) / batch_size)
         history = History()
         import sys
 
         from minicnn.history import CtrlC
+        start = self.resume_position(initial_epoch, initial_step, steps, batch_size, len(x), shuffle_seed)
+        if shuffle:
+            for _ in range(initial_epoch):  # replay the earlier epochs' permutations: epoch e's depends on (seed, e)
+                rng.permutation(len(x))
+        point = self.resume_point  # a checkpoint's history of the epochs before initial_epoch
+        earlier = point.get("history", {}) if point is not None and point.get("epoch") == initial_epoch else {}
+        self.stop_training = False
+        for callback in callbacks:
+            if hasattr(callback, "on_train_begin"):
+                callback.on_train_begin(self)
         ctrl_c = CtrlC().start()  # a Ctrl+C now only counts; looked at between steps, never inside a kernel
-        progress, step = None, 0
+        progress, step, epoch, logs = None, 0, initial_epoch, {}
         try:
-            for epoch in range(epochs):
+            for epoch in range(initial_epoch, epochs):
                 for callback in callbacks:
                     if hasattr(callback, "on_epoch_begin"):
                         callback.on_epoch_begin(self, epoch)
                 order = rng.permutation(len(x)) if shuffle else np.arange(len(x))
                 progress = EpochProgress(epoch, epochs, steps, verbose)
-                loss_total, correct_total, seen = 0.0, 0, 0
-                for step in range(steps):
+                first_step, loss_total, correct_total, seen = start.pop(epoch, (0, 0.0, 0, 0))
+                self.training_progress = {"epoch": epoch, "step": first_step, "steps_per_epoch": steps,
+                                          "batch_size": batch_size, "samples": len(x), "seed": shuffle_seed,
+                                          "loss_total": loss_total, "correct_total": correct_total, "seen": seen,
+                                          "history": history.history, "epochs": epochs, "pending_logs": None,
+                                          "history_before": earlier}
+                for step in range(first_step, steps):
                     if ctrl_c.presses:
                         raise KeyboardInterrupt
                     batch = order[step * batch_size:(step + 1) * batch_size]
+                    self.set_random_step(epoch * steps + step)
                     try:
                         loss, correct = self.train_step(x[batch], y[batch])
                     except NonFiniteLossError as error:
@@ -491,22 +523,32 @@ class Sequential:
                     loss_total += loss * len(batch)
                     correct_total += correct
                     seen += len(batch)
+                    self.training_progress.update(step=step + 1, loss_total=loss_total, correct_total=correct_total,
+                                                  seen=seen)
                     progress.step({"loss": loss_total / seen, "accuracy": correct_total / seen})
+                    for callback in callbacks:
+                        if hasattr(callback, "on_train_batch_end"):
+                            callback.on_train_batch_end(self, step, {"loss": loss, "accuracy": correct / len(batch)})
                 logs = {"loss": loss_total / seen, "accuracy": correct_total / seen}
                 if validation_data is not None:
                     logs["val_loss"], logs["val_accuracy"] = self.evaluate(x_val, y_val, verbose=0)
                 progress.close(logs)
+                # where a checkpoint saved from on_epoch_end resumes: the next epoch, its first step (with this
+                # epoch's logs, which the callbacks may still add to, in its history)
+                self.training_progress.update(epoch=epoch + 1, step=0, loss_total=0.0, correct_total=0, seen=0,
+                                              pending_logs=logs)
                 stop = any([callback.on_epoch_end(self, epoch, logs) for callback in callbacks
                             if hasattr(callback, "on_epoch_end")])
                 history.record(epoch, logs)  # after the callbacks, as Keras: they may add "learning_rate"
-                if stop:
+                self.training_progress["pending_logs"] = None
+                if stop or self.stop_training:
                     break
                 if ctrl_c.presses and epoch + 1 < epochs:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             history.interrupted = True
-            where = f"after epoch {len(history.epoch)}"
-            if progress is not None and len(history.epoch) == epoch:  # inside an epoch: close its bar
+            where = f"after epoch {initial_epoch + len(history.epoch)}"
+            if progress is not None and initial_epoch + len(history.epoch) == epoch:  # inside an epoch: close its bar
                 progress.close({"loss": loss_total / seen, "accuracy": correct_total / seen} if seen else {}, step)
                 if step:
                     history.steps_done = (step, steps)
@@ -516,7 +558,67 @@ class Sequential:
                       file=sys.stderr, flush=True)
         finally:
             ctrl_c.stop()
+        for callback in callbacks:
+            if hasattr(callback, "on_train_end"):
+                callback.on_train_end(self, logs)
         return history
+
+    def full_history(self):
+        """Every finished epoch's logs of the current run, across resumes: {"loss": [...], ...} (a checkpoint's
+        earlier epochs, then this fit call's, then the epoch whose on_epoch_end is running)."""
+        progress = self.training_progress or {}
+        merged = {key: [float(v) for v in values] for key, values in progress.get("history_before", {}).items()}
+        pending = {key: [value] for key, value in (progress.get("pending_logs") or {}).items()}
+        for source in (progress.get("history", {}), pending):
+            for key, values in source.items():
+                merged.setdefault(key, []).extend(float(value) for value in values)
+        return merged
+
+    def set_random_step(self, step):
+        """Make every random layer (Dropout, the augmentation layers) draw what it draws at global step ``step``
+        (their ``calls`` counter; fit calls this before every step with epoch * steps_per_epoch + step)."""
+        for layer in self.layers:
+            if hasattr(layer, "calls"):
+                layer.calls = int(step)
+
+    def resume_position(self, initial_epoch, initial_step, steps, batch_size, samples, seed):
+        """{epoch: (first step, loss sum, correct, samples seen)} for fit to start inside ``initial_epoch`` (see
+        fit); checks that a checkpoint's run had the same steps per epoch, batch size, samples and seed."""
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+            raise ValueError(f"initial_epoch must be a non-negative integer, got {initial_epoch!r}")
+        point = self.resume_point
+        if initial_step is None:
+            if point is None or point.get("epoch") != initial_epoch or not point.get("step"):
+                return {}
+            initial_step = point["step"]
+        if not 0 <= initial_step <= steps:
+            raise ValueError(f"initial_step must be in [0, {steps}] ({steps} steps per epoch), got {initial_step}")
+        if not initial_step:
+            return {}
+        if point is None or point.get("epoch") != initial_epoch or point.get("step") != initial_step:
+            return {initial_epoch: (initial_step, 0.0, 0, 0)}  # (no running totals: the epoch's logs cover its rest)
+        run = {"steps_per_epoch": steps, "batch_size": batch_size, "samples": samples, "seed": seed}
+        different = {key: (point.get(key), value) for key, value in run.items() if point.get(key) != value}
+        if different:
+            raise ValueError("this fit call is not the run the checkpoint stopped in: " + ", ".join(
+                f"{key} {was} in the checkpoint, {now} now" for key, (was, now) in different.items())
+                + ". Resume with the same data, batch_size and seed (or pass initial_step=0).")
+        return {initial_epoch: (initial_step, point["loss_total"], point["correct_total"], point["seen"])}
+
+    def save_checkpoint(self, path, metadata=None):
+        """Save everything fit needs to continue exactly where it is (see fit and minicnn/serialization.py):
+        weights, non-trainable state, the optimizer's state and learning rate, the epoch and step reached, the
+        seeds. Atomic and verified: the previous file at ``path`` is replaced only by a complete, finite one."""
+        progress = self.training_progress
+        if progress is None:
+            raise RuntimeError("save_checkpoint saves where fit is: call it from a callback during fit (or after)")
+        checkpoint = {key: value for key, value in progress.items()
+                      if key not in ("history", "history_before", "pending_logs")}
+        checkpoint.update(loss_total=float(checkpoint["loss_total"]), correct_total=int(checkpoint["correct_total"]),
+                          seed=None if checkpoint["seed"] is None else int(checkpoint["seed"]),
+                          history=self.full_history())  # (plain JSON numbers; a float's repr reads back exactly)
+        checkpoint["random_layers"] = {layer.name: layer.seed for layer in self.layers if hasattr(layer, "calls")}
+        return serialization.save_model(self, path, metadata=metadata, checkpoint=checkpoint)
 
     def evaluate(self, x, y, batch_size=256, verbose=0):
         """(mean loss, accuracy) on x, y, at inference (dropout off, BatchNormalization's moving statistics). The
@@ -622,6 +724,8 @@ def load_model(path, dtype=None, engine=None):
     saved_optimizer = architecture.get("optimizer")
     if saved_optimizer is not None:
         load_optimizer_state(model, saved_optimizer, arrays, path)
+    if "checkpoint" in architecture:  # a training checkpoint (Sequential.save_checkpoint): ready to continue
+        model.resume_point = serialization.check_checkpoint(architecture, arrays, path, model)
     return model
 
 

@@ -9,6 +9,15 @@ Inside the file (a zip of .npy arrays, readable with ``np.load(path, allow_pickl
   ``model.states()`` order
 * ``optimizer_<name>``: the optimizer's flat state arrays (Adam's m and v), if saved
 
+A training checkpoint (``Sequential.save_checkpoint``, ``save_model(..., checkpoint={...})``) is the same file
+with a "checkpoint" record in the architecture JSON: the epoch and step to continue at, the steps per epoch, batch
+size, number of training samples and shuffle seed of the run, the running loss/accuracy sums of the unfinished
+epoch and the history so far. Together with the optimizer's state (always saved in a checkpoint: Adam's m, v and
+step count, and its learning rate in its settings), the non-trainable state and the layers' seeds (in their
+configs), that is everything fit needs to continue bit for bit (its random draws depend on the seeds, the epoch
+and the step only). A checkpoint is verified before it replaces the previous one: every weight finite, and the
+temporary file read back equal to what was meant to be written.
+
 ``save_model(..., metadata={...})`` stores a JSON-able dict (train.py: when and on which data the model was
 trained) under the architecture's "metadata" key; ``load_model`` hands it back as ``model.metadata``.
 
@@ -33,7 +42,7 @@ from minicnn.errors import ModelFileError
 FORMAT = "minicnn-model-1"
 
 
-def save_model(model, path, include_optimizer=True, metadata=None):
+def save_model(model, path, include_optimizer=True, metadata=None, checkpoint=None):
     if not model.built:
         model.build()
     path = Path(path)
@@ -51,9 +60,17 @@ def save_model(model, path, include_optimizer=True, metadata=None):
             arrays[f"optimizer_{name}"] = array
     if metadata is not None:
         architecture["metadata"] = metadata
+    if checkpoint is not None:
+        if "optimizer" not in architecture:
+            raise ModelFileError(f"{path}: a checkpoint needs the optimizer's state: compile and train the model first")
+        for name, array in arrays.items():
+            if not np.all(np.isfinite(array)):
+                raise ModelFileError(f"{path}: not saving a checkpoint whose {name} contains NaN or infinity; the "
+                                     "previous checkpoint is kept")
+        architecture["checkpoint"] = checkpoint
     arrays["format"] = np.array(FORMAT)
     arrays["architecture"] = np.array(json.dumps(architecture))
-    write_npz_atomically(path, arrays)
+    write_npz_atomically(path, arrays, verify=checkpoint is not None)
     return path
 
 
@@ -70,8 +87,32 @@ def refuse_non_finite(model):
                              "infinity (training diverged?); a model file never holds them. Nothing was written.")
 
 
-def write_npz_atomically(path, arrays):
-    """np.savez into a temporary file in the same folder, flushed to disk, then renamed onto ``path``.
+def check_checkpoint(architecture, arrays, path, model):
+    """The checkpoint record of a model file loaded into ``model``, once checked to be complete: the optimizer's
+    state is there and fits, the numbers are sane. A ModelFileError names what is missing."""
+    checkpoint = architecture["checkpoint"]
+    needed = ("epoch", "step", "steps_per_epoch", "batch_size", "samples", "seed", "loss_total", "correct_total",
+              "seen", "history")
+    missing = [key for key in needed if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise ModelFileError(f"{path}: the checkpoint record is damaged (missing {', '.join(missing)}).")
+    optimizer = model.optimizer
+    if optimizer is None or any(arrays.get(f"optimizer_{name}") is None for name in optimizer.state_names):
+        raise ModelFileError(f"{path}: the checkpoint has no optimizer state, so training cannot continue exactly.")
+    if optimizer.iterations != architecture["optimizer"].get("iterations") or any(
+            getattr(optimizer, name).shape != arrays[f"optimizer_{name}"].shape for name in optimizer.state_names):
+        raise ModelFileError(f"{path}: the checkpoint's optimizer state does not fit the model: it was saved from a "
+                             "different architecture.")
+    if not 0 <= checkpoint["step"] <= checkpoint["steps_per_epoch"] or checkpoint["epoch"] < 0:
+        raise ModelFileError(f"{path}: the checkpoint's position (epoch {checkpoint['epoch']}, step "
+                             f"{checkpoint['step']}) is impossible: the file is damaged.")
+    return checkpoint
+
+
+def write_npz_atomically(path, arrays, verify=False):
+    """np.savez into a temporary file in the same folder, flushed to disk, then renamed onto ``path``. With
+    ``verify``, the temporary file is first read back and compared with ``arrays``: a file that does not read
+    back the same (a full disk, a failing device) never replaces the previous one.
 
     The file gets the permissions of any new file (0666 minus the umask), not mkstemp's 0600."""
     path = Path(path)
@@ -88,11 +129,25 @@ def write_npz_atomically(path, arrays):
             np.savez(file, **arrays)
             file.flush()
             os.fsync(file.fileno())
+        if verify:
+            verify_npz(temporary, arrays, path)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def verify_npz(written, arrays, path):
+    """Raise ModelFileError unless the .npz file ``written`` holds exactly ``arrays``."""
+    try:
+        with np.load(written, allow_pickle=False) as archive:
+            same = sorted(archive.files) == sorted(arrays) and all(
+                np.array_equal(archive[name], np.asarray(array)) for name, array in arrays.items())
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError):
+        same = False
+    if not same:
+        raise ModelFileError(f"{path}: the new file did not read back as written; the previous one is kept.")
 
 
 def read_model_file(path):

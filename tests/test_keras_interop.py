@@ -58,7 +58,10 @@ def test_round_trip_keeps_layers_and_weights(architecture, fuse_activations):
     for parameter, array in zip(model.parameters(), keras_arrays, strict=True):
         np.testing.assert_array_equal(array, parameter.value)
     mlp = architecture in ("mlp", "report003")  # (Flatten first)
-    first = keras_model.layers[0] if not mlp else keras_model.layers[1]
+    lead = 1 if architecture == "report004" else 0  # (report004: RandomRotation first, then the seed CNN's layers)
+    if lead:
+        assert type(keras_model.layers[0]) is keras.layers.RandomRotation
+    first = keras_model.layers[lead] if not mlp else keras_model.layers[1]
     assert type(first) is (keras.layers.Conv2D if not mlp else keras.layers.Dense)
     after_first = (keras.layers.ReLU if architecture != "report003"
                    else keras.layers.LeakyReLU)  # (leaky_relu: a LeakyReLU(0.2) layer, never fused)
@@ -66,7 +69,7 @@ def test_round_trip_keeps_layers_and_weights(architecture, fuse_activations):
         assert first.activation is keras.activations.relu
         assert keras_model.layers[-1].activation is keras.activations.softmax
     else:
-        assert isinstance(keras_model.layers[1 if not mlp else 2], after_first)
+        assert isinstance(keras_model.layers[lead + 1 if not mlp else 2], after_first)
     if not fuse_activations:
         assert isinstance(keras_model.layers[-1], keras.layers.Softmax)
 
@@ -77,7 +80,7 @@ def test_round_trip_keeps_layers_and_weights(architecture, fuse_activations):
         np.testing.assert_array_equal(a, b)
 
     x = np.random.default_rng(0).random((3, *model.input_shape), dtype=np.float32)
-    assert scaled_error(model.predict(x), np.asarray(keras_model(x))) < FLOAT32_PREDICTIONS
+    assert scaled_error(model.predict(x), np.asarray(keras_model(x, training=False))) < FLOAT32_PREDICTIONS
 
 
 def test_to_keras_float64_keeps_float64():
@@ -168,7 +171,7 @@ def test_from_keras_accepts_activation_layers_and_functional_chains():
     assert [type(layer) for layer in model.layers] == [Conv2D, ReLU, MaxPool2D, ReLU, Flatten, Dense, Softmax]
     assert model.layers[2].strides == (1, 1)
     x = np.random.default_rng(3).standard_normal((4, 6, 6, 2)).astype(np.float32)
-    assert scaled_error(model.predict(x), np.asarray(keras_model(x))) < FLOAT32_PREDICTIONS
+    assert scaled_error(model.predict(x), np.asarray(keras_model(x, training=False))) < FLOAT32_PREDICTIONS
     assert len({layer.name for layer in model.layers}) == len(model.layers)
 
 
@@ -190,7 +193,7 @@ def test_from_keras_use_bias_false_becomes_a_zero_bias():
         model = from_keras(keras_model)
     assert not model.layers[0].bias.value.any()
     x = np.random.default_rng(5).random((2, 5, 5, 1)).astype(np.float32)
-    assert scaled_error(model.predict(x), np.asarray(keras_model(x))) < FLOAT32_PREDICTIONS
+    assert scaled_error(model.predict(x), np.asarray(keras_model(x, training=False))) < FLOAT32_PREDICTIONS
 
 
 def test_from_keras_needs_a_known_input_shape():
@@ -199,7 +202,7 @@ def test_from_keras_needs_a_known_input_shape():
         from_keras(keras_model)
     model = from_keras(keras_model, input_shape=(6, 6, 1))
     x = np.random.default_rng(6).random((2, 6, 6, 1)).astype(np.float32)
-    assert scaled_error(model.predict(x), np.asarray(keras_model(x))) < FLOAT32_PREDICTIONS
+    assert scaled_error(model.predict(x), np.asarray(keras_model(x, training=False))) < FLOAT32_PREDICTIONS
 
 
 @pytest.mark.parametrize("make_layer, message", [

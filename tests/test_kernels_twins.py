@@ -123,3 +123,27 @@ def test_sgd_update(dtype, nesterov):
     optim.sgd_update_numba(*fast, dtype(0.01), dtype(0.9), nesterov)
     np.testing.assert_allclose(fast[0], reference[0], rtol=1e-6 if dtype == np.float32 else 1e-14)
     np.testing.assert_allclose(fast[2], reference[2], rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fill_mode", [0, 1, 2, 3])
+@pytest.mark.parametrize("nearest", [False, True])
+def test_affine_warp_forward_and_backward(dtype, fill_mode, nearest):
+    """The augmentation layers' warp (kernels/warp.py): rotations plus shifts, so reads fall outside the image."""
+    from minicnn.kernels import warp
+    from minicnn.layers.random_rotation import rotation_transforms
+
+    rng = np.random.default_rng(11)
+    x = rng.random((5, 11, 9, 3)).astype(dtype)
+    transforms = rotation_transforms(rng.uniform(-1, 1, 5), 11, 9)
+    transforms[:, 2] += rng.uniform(-3, 3, 5)
+    transforms[:, 5] += rng.uniform(-3, 3, 5)
+    expected = warp.affine_warp_numpy(x, transforms, fill_mode, 0.25, nearest)
+    actual = warp.affine_warp_numba(x, transforms, fill_mode, 0.25, nearest)
+    assert actual.dtype == expected.dtype == dtype
+    np.testing.assert_array_equal(actual, expected)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    expected = warp.affine_warp_backward_numpy(dy, transforms, fill_mode, nearest)
+    actual = warp.affine_warp_backward_numba(dy, transforms, fill_mode, nearest)
+    assert actual.dtype == dtype
+    np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6 if dtype == np.float32 else 1e-14)  # sum order

@@ -10,6 +10,9 @@ import pytest
 import minicnn
 from minicnn.gradcheck import check_layer, check_model
 from minicnn.layers import AveragePooling2D, Conv2D, Dense, Flatten, LeakyReLU, MaxPool2D, ReLU, Softmax
+from minicnn.layers.random_rotation import RandomRotation
+from minicnn.layers.random_translation import RandomTranslation
+from minicnn.layers.random_zoom import RandomZoom
 
 pytestmark = pytest.mark.gradcheck  # .ci/run runs these again under each OPENBLAS_CORETYPE
 
@@ -28,6 +31,12 @@ LAYER_CASES = [
     pytest.param(lambda: MaxPool2D(2, padding="same"), (5, 5, 2), id="pool-2-same-odd"),
     pytest.param(lambda: MaxPool2D(3, strides=2, padding="same"), (6, 7, 2), id="pool-3-stride2-same"),
     pytest.param(lambda: AveragePooling2D(2), (5, 7, 2), id="avgpool-2-odd-input"),
+    pytest.param(lambda: RandomRotation(0.2, seed=1), (6, 7, 2), id="random-rotation-reflect"),
+    pytest.param(lambda: RandomRotation(0.2, fill_mode="constant", fill_value=0.5, seed=1), (6, 7, 2),
+                 id="random-rotation-constant"),
+    pytest.param(lambda: RandomTranslation(0.3, 0.3, fill_mode="wrap", interpolation="nearest", seed=2), (6, 5, 2),
+                 id="random-translation-wrap-nearest"),
+    pytest.param(lambda: RandomZoom(0.3, fill_mode="nearest", seed=3), (7, 6, 1), id="random-zoom-nearest-fill"),
     pytest.param(lambda: AveragePooling2D(3, strides=2), (7, 7, 2), id="avgpool-3-stride2-overlap"),
     pytest.param(lambda: AveragePooling2D(2, padding="same"), (5, 5, 2), id="avgpool-2-same-odd"),
     pytest.param(lambda: AveragePooling2D(3, strides=2, padding="same"), (6, 7, 2), id="avgpool-3-stride2-same"),

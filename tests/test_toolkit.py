@@ -175,7 +175,7 @@ def test_training_flag_reaches_every_layer():
     assert dropout.calls == 1
     assert not np.array_equal(batch_norm.moving_mean.value, states[0])
     model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-    assert dropout.calls == 3
+    assert dropout.calls == 2  # fit numbers the draws by (epoch, step): steps 0 and 1 ran, whatever ran before
 
 
 # ---------------------------------------------------------------------------------------------- regularizers
@@ -300,9 +300,10 @@ def test_report_models():
     report003 = minicnn.report003()
     assert [layer.negative_slope for layer in report003.layers if isinstance(layer, LeakyReLU)] == [0.2, 0.2]
     report004, seed = minicnn.report004(), minicnn.seed_cnn()
-    first = report004.layers[0]
+    rotation, first = report004.layers[:2]  # RandomRotation(10/360), then the seed CNN's first convolution
+    assert type(rotation).__name__ == "RandomRotation" and rotation.factor == (-10 / 360, 10 / 360)
     assert first.kernel_regularizer == l2(0.01) and first.bias_regularizer == l2(0.01)
-    assert all(layer.kernel_regularizer is None for layer in report004.layers[1:] if hasattr(layer, "kernel"))
+    assert all(layer.kernel_regularizer is None for layer in report004.layers[2:] if hasattr(layer, "kernel"))
     for a, b in zip(report004.get_weights(), seed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the seed CNN's weights, and a penalty on them
     assert report004.regularization_penalty() == pytest.approx(

@@ -57,7 +57,13 @@ class FastEngine:
         # Dropout's per-call mask): the batch is not split over threads (split, the model would compute something
         # else than on the reference engine). A CNN then trains on one thread with one BLAS thread (BLAS threads
         # make Winograd's many small products several times slower); an MLP lets BLAS use the threads as ever.
-        self.whole_batch = any(layer.needs_whole_batch for layer in self.layers)
+        # Augmentation layers at the start of a model (no parameters, nothing to backpropagate into) run on the
+        # whole batch in the calling thread, before the batch is split: one draw per step, as on the reference
+        # engine, without keeping the rest of the model on one thread.
+        self.leading = 0
+        while self.leading < len(self.steps) - 1 and getattr(self.steps[self.leading].layers[0], "augments", False):
+            self.leading += 1
+        self.whole_batch = any(layer.needs_whole_batch for step in self.steps[self.leading:] for layer in step.layers)
         self.workspaces = []
         self.thread_grads = []  # per extra thread: (flat gradient buffer, per-layer views into it)
         self._lock = threading.Lock()
@@ -83,16 +89,34 @@ class FastEngine:
             caches.append(cache)
         return x, caches
 
-    def _loss_and_gradients(self, x, y, grads, scale, need_input_grad, kernels, workspace):
-        logits, caches = self._forward(self.logit_steps, x, kernels, workspace, True)
+    def _loss_and_gradients(self, x, y, grads, scale, need_input_grad, kernels, workspace, skip=0):
+        """``skip``: how many leading steps already ran on x (the augmentation, in ``gradients``)."""
+        steps = self.logit_steps[skip:]
+        logits, caches = self._forward(steps, x, kernels, workspace, True)
         loss = kernels.softmax_xent if y.ndim == 1 else softmax_cross_entropy  # (integer labels, or rows)
         loss_sum, dx = loss(np.ascontiguousarray(logits), y, scale)
         correct = int((logits.argmax(axis=1) == (y if y.ndim == 1 else y.argmax(axis=1))).sum())
-        for number in range(len(self.logit_steps) - 1, -1, -1):
-            step = self.logit_steps[number]
+        for number in range(len(steps) - 1, -1, -1):
+            step = steps[number]
             dx = step.backward(dx, caches[number], grads[step.index], kernels, workspace,
                                number > 0 or need_input_grad)
         return loss_sum, correct, dx
+
+    def augment(self, x):
+        """The batch through the leading augmentation steps (training): each draws the whole batch's transforms in
+        this thread (one draw per step, as on the reference engine), then the images are warped over the threads."""
+        parts = split(len(x), resolve_threads(self.threads))
+        for step in self.steps[:self.leading]:
+            transforms = step.layer.next_transforms(len(x))
+            out = np.empty_like(x)
+
+            def part(slot, x=x, out=out, step=step, transforms=transforms):
+                start, stop = parts[slot]
+                out[start:stop] = step.warp(x[start:stop], transforms[start:stop], self.kernels)
+
+            run_in_threads(part, len(parts))
+            x = out
+        return x
 
     # -- what Sequential calls
     def loss_and_gradients(self, x, y, grads, scale, need_input_grad):
@@ -107,10 +131,14 @@ class FastEngine:
         threads. Returns (sum of losses, correct predictions)."""
         threads = resolve_threads(self.threads)
         scale = 1.0 / len(x)
+        skip = self.leading
+        if skip:
+            with self._lock:
+                x = self.augment(x)
         if self.blas_splits_training and threads > 1 and len(x) >= BLAS_THREADS_MIN_ROWS:
             with self._lock, blas_threads(threads):
                 loss_sum, correct, _ = self._loss_and_gradients(x, y, grads, scale, False, self.kernels,
-                                                                self._workspace(0))
+                                                                self._workspace(0), skip)
             return loss_sum, correct
         parts = [(0, len(x))] if self.whole_batch or self.blas_splits_training else split(len(x), threads)
 
@@ -118,7 +146,7 @@ class FastEngine:
             start, stop = parts[slot]
             own = grads if slot == 0 else self._grads_for(slot, flat_grads)[1]
             loss_sum, correct, _ = self._loss_and_gradients(x[start:stop], y[start:stop], own, scale, False,
-                                                            self.kernels, self._workspace(slot))
+                                                            self.kernels, self._workspace(slot), skip)
             return loss_sum, correct
 
         with self._lock, ONE_BLAS_THREAD:

@@ -10,6 +10,8 @@ Conv2D [ReLU] [MaxPool2D]              ``ConvStep``: one of three algorithms, ch
                                        fused into the same pass
 Dense [ReLU]                           ``DenseStep``: minicnn/fast/dense.py
 ReLU, MaxPool2D (alone)                ``KernelStep``: the layer's Numba kernel (kernels/relu.py, pooling.py)
+RandomRotation/Translation/Zoom        ``AugmentStep``: the layer's draw, then the warp kernel (kernels/warp.py);
+                                       at the start of a model, run on the whole batch before it is split
 Flatten, Softmax, ...                  ``LayerStep``: the layer's own functions (cheap: a reshape, 10 numbers)
 =====================================  =============================================================
 
@@ -233,6 +235,36 @@ class KernelStep:
         return type(self.layer).__name__.lower(), "kernel (nothing to fuse it with)"
 
 
+class AugmentStep:
+    """RandomRotation, RandomTranslation or RandomZoom: the layer draws this call's transforms (training only),
+    the warp kernel (minicnn/kernels/warp.py) applies them; the identity at inference."""
+
+    def __init__(self, layer, index):
+        self.layer, self.index, self.layers = layer, index, [layer]
+
+    def forward(self, x, kernels, workspace, training):
+        if not training:
+            return x, None
+        transforms = self.layer.next_transforms(len(x))
+        return self.warp(x, transforms, kernels), transforms
+
+    def warp(self, x, transforms, kernels):
+        """The images x warped by their transforms (any slice of a batch: each image is warped on its own)."""
+        return kernels.affine_warp(np.ascontiguousarray(x), transforms, self.layer.fill_mode_code,
+                                   self.layer.fill_value, self.layer.interpolation == "nearest")
+
+    def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
+        if not need_input_grad:
+            return None
+        if cache is None:
+            return dy
+        return kernels.affine_warp_backward(np.ascontiguousarray(dy), cache, self.layer.fill_mode_code,
+                                            self.layer.interpolation == "nearest")
+
+    def describe(self, images):
+        return "warp", f"{self.layer.interpolation}, fill {self.layer.fill_mode}; training only"
+
+
 class LayerStep:
     """A layer run as itself (Flatten, Softmax, ...): its own forward and backward functions."""
 
@@ -268,6 +300,8 @@ def build_steps(layers):
             steps.append(DenseStep(layer, relu, index))
         elif type(layer) in (ReLU, MaxPool2D):
             steps.append(KernelStep(layer, index))
+        elif getattr(layer, "augments", False):
+            steps.append(AugmentStep(layer, index))
         else:
             steps.append(LayerStep(layer, index))
         index = follows

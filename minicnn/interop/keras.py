@@ -20,6 +20,9 @@ Layer by layer (both directions)::
     Dropout(rate, seed)                         Dropout(rate, seed=seed) (the masks differ: Keras draws its own)
     BatchNormalization(momentum, epsilon,       BatchNormalization(axis=-1, momentum, epsilon, center, scale);
                        center, scale)           gamma, beta, moving_mean, moving_variance: the same arrays
+    RandomRotation(factor, fill_mode,           RandomRotation / RandomTranslation / RandomZoom with the same
+        interpolation, seed, fill_value),       arguments (channels_last; the draws differ: Keras has its own
+    RandomTranslation(...), RandomZoom(...)     generator)
     kernel_regularizer=/bias_regularizer=       keras.regularizers.L1 / L2 / L1L2 with the same factors
     l1, l2, l1_l2 on Conv2D and Dense
 
@@ -166,6 +169,8 @@ def to_keras(model, fuse_activations=True):
             weighted.append((keras_layer, layer))
         elif kind is Dropout:
             keras_layer = keras.layers.Dropout(layer.rate, seed=layer.seed, **common)
+        elif getattr(layer, "augments", False):
+            keras_layer = _keras_augmentation(keras, layer, common)
         elif kind is LeakyReLU:
             keras_layer = keras.layers.LeakyReLU(negative_slope=layer.negative_slope, **common)
         elif kind is Flatten:
@@ -187,6 +192,35 @@ def to_keras(model, fuse_activations=True):
             keras_layer.kernel_initializer = keras.initializers.get(layer.kernel_initializer)
             keras_layer.bias_initializer = keras.initializers.get(layer.bias_initializer)
     return keras_model
+
+
+def _keras_augmentation(keras, layer, common):
+    """RandomRotation / RandomTranslation / RandomZoom -> Keras's layer of the same name and arguments."""
+    settings = {"fill_mode": layer.fill_mode, "interpolation": layer.interpolation, "seed": layer.seed,
+                "fill_value": layer.fill_value, **common}
+    kind = type(layer).__name__
+    if kind == "RandomRotation":
+        return keras.layers.RandomRotation(tuple(layer.factor), **settings)
+    if kind == "RandomTranslation":
+        return keras.layers.RandomTranslation(tuple(layer.height_factor), tuple(layer.width_factor), **settings)
+    width = None if layer.width_factor is None else tuple(layer.width_factor)
+    return keras.layers.RandomZoom(tuple(layer.height_factor), width, **settings)
+
+
+def _minicnn_augmentation(keras, keras_layer):
+    """Keras's RandomRotation / RandomTranslation / RandomZoom -> minicnn's, or None for another layer."""
+    from minicnn.layers import RandomRotation, RandomTranslation, RandomZoom
+
+    settings = {"fill_mode": keras_layer.fill_mode, "interpolation": keras_layer.interpolation,
+                "seed": keras_layer.seed, "fill_value": float(keras_layer.fill_value)}
+    kind = type(keras_layer)
+    if kind is keras.layers.RandomRotation:
+        return RandomRotation(tuple(keras_layer.factor), **settings)
+    if kind is keras.layers.RandomTranslation:
+        return RandomTranslation(keras_layer.height_factor, keras_layer.width_factor, **settings)
+    if kind is keras.layers.RandomZoom:
+        return RandomZoom(keras_layer.height_factor, keras_layer.width_factor, **settings)
+    return None
 
 
 def _keras_regularizer(keras, regularizer):
@@ -430,6 +464,10 @@ def from_keras(keras_model, dtype=None, input_shape=None):
             warnings.warn(f"from_keras: skipped {where}: it has a noise_shape, which minicnn's Dropout does not "
                           "have; it is the identity at inference, so predictions are unchanged, but training this "
                           "model further in minicnn runs without it", InteropWarning, stacklevel=2)
+        elif kind in (keras.layers.RandomRotation, keras.layers.RandomTranslation, keras.layers.RandomZoom):
+            data_format = getattr(keras_layer, "data_format", "channels_last")
+            _check_setting(data_format in ("channels_last", None), where, f"data_format={data_format!r}")
+            add(_minicnn_augmentation(keras, keras_layer), name)
         elif kind is keras.layers.LeakyReLU:
             add(LeakyReLU(negative_slope=float(keras_layer.negative_slope)), name)
         elif kind is keras.layers.BatchNormalization:
