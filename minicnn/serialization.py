@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import zipfile
 from pathlib import Path
 
 import numpy as np

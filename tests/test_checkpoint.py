@@ -104,7 +104,7 @@ def test_the_last_good_checkpoint_is_never_replaced_by_a_bad_one(tmp_path, monke
     model.fit(*DATA, **FIT, callbacks=[StopAt(tmp_path / "c.npz", 0, 2)])
     good = (tmp_path / "c.npz").read_bytes()
     model.layers[2].kernel.value[0, 0, 0, 0] = np.nan  # diverged weights
-    with pytest.raises(ModelFileError, match="NaN or infinity; the previous checkpoint is kept"):
+    with pytest.raises(ModelFileError, match="NaN or infinity.*Nothing was written"):
         model.save_checkpoint(tmp_path / "c.npz")
     model.layers[2].kernel.value[0, 0, 0, 0] = 0.5
     real_savez = np.savez
