@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from minicnn.fast import plan, startup
+from minicnn.fast import plan, small_batch, startup
 from minicnn.fast.parallel import ONE_BLAS_THREAD, Workspace, blas_threads, resolve_threads, run_in_threads, split
 from minicnn.kernels.jit import KernelTable
 from minicnn.layers import Conv2D, Softmax
@@ -64,6 +64,7 @@ class FastEngine:
         while self.leading < len(self.steps) - 1 and getattr(self.steps[self.leading].layers[0], "augments", False):
             self.leading += 1
         self.whole_batch = any(layer.needs_whole_batch for step in self.steps[self.leading:] for layer in step.layers)
+        self.small_batch = small_batch.SmallBatchPath(self.steps)  # predictions on a few images
         self.workspaces = []
         self.thread_grads = []  # per extra thread: (flat gradient buffer, per-layer views into it)
         self._lock = threading.Lock()
@@ -163,6 +164,8 @@ class FastEngine:
         if self.kernels is NUMBA_KERNELS and startup.claim_cold_start(len(x)):
             with self._lock:  # the first small prediction of the process: twins, this thread (fast/startup.py)
                 return np.array(self._forward(steps, x, NUMPY_TWINS, self._workspace(0), False)[0])
+        if len(x) <= small_batch.MAX_IMAGES:
+            return self._small_batch_outputs(x, logits_only)
         parts = split(len(x), resolve_threads(self.threads))
         with self._lock, ONE_BLAS_THREAD:  # (one BLAS thread even for one image: waking its threads costs more)
             self._workspace(len(parts) - 1)  # (made here, before the threads start)
@@ -170,6 +173,20 @@ class FastEngine:
                 lambda slot: np.array(self._forward(steps, x[parts[slot][0]:parts[slot][1]], self.kernels,
                                                     self._workspace(slot), False)[0]), len(parts))
         return results[0] if len(results) == 1 else np.concatenate(results)
+
+    def _small_batch_outputs(self, x, logits_only):
+        """A few images: this thread, the dense tail without BLAS (minicnn/fast/small_batch.py)."""
+        path = self.small_batch
+        with self._lock:
+            workspace = self._workspace(0)
+            if path.operations is None or len(x) > small_batch.TAIL_MAX_IMAGES:
+                with ONE_BLAS_THREAD:
+                    return np.array(self._forward(self.logit_steps if logits_only else self.steps, x, self.kernels,
+                                                  workspace, False)[0])
+            if path.head:
+                with ONE_BLAS_THREAD:
+                    x = self._forward(path.head, x, self.kernels, workspace, False)[0]
+            return np.array(path.run_tail(x, self.kernels, workspace, logits_only))
 
     def warm_up(self):
         """Load Numba and every kernel now (see minicnn/fast/startup.py)."""
@@ -181,4 +198,5 @@ class FastEngine:
         threads = 1 if self.blas_splits_training or self.whole_batch else resolve_threads(self.threads)
         header = (f"fast engine, {'Numba kernels' if self.kernels is NUMBA_KERNELS else 'NumPy twins'}, "
                   f"batch {batch_size} over {len(split(batch_size, threads))} thread(s):")
-        return header + "\n" + plan.describe(self.steps, batch_size, threads)
+        text = header + "\n" + plan.describe(self.steps, batch_size, threads)
+        return text + "\n" + self.small_batch.describe()
