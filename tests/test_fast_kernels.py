@@ -453,3 +453,25 @@ def test_softmax_forward_into(dtype):
     y = small_batch.softmax_forward_into_numba(x, np.empty_like(x))
     np.testing.assert_allclose(y, expected, **tolerance(dtype))
     np.testing.assert_allclose(y.sum(axis=1), 1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("softmax", [True, False])
+def test_dense_tail_forward_into(dtype, softmax):
+    """A chain of Dense layers (ReLU, none, LeakyReLU) and a Softmax in one call, against the twin."""
+    from minicnn.kernels import small_batch
+    rng = np.random.default_rng(7)
+    sizes = [37, 20, 9, 4]
+    x = rng.standard_normal((1, sizes[0])).astype(dtype)
+    kernels = tuple(rng.standard_normal((a, b)).astype(dtype) for a, b in zip(sizes, sizes[1:]))
+    biases = tuple(rng.standard_normal(b).astype(dtype) for b in sizes[1:])
+    activations, slopes = np.array([1, 0, 2]), np.array([0.0, 0.0, 0.1])
+    results = []
+    for function in (small_batch.dense_tail_forward_into_numpy, small_batch.dense_tail_forward_into_numba):
+        outputs = tuple(np.full((1, b), np.nan, dtype) for b in sizes[1:])
+        probabilities = np.full((1, sizes[-1]), np.nan, dtype)
+        results.append((function(x, kernels, biases, activations, slopes, outputs, softmax, probabilities).copy(),
+                        [output.copy() for output in outputs]))
+    np.testing.assert_allclose(results[1][0], results[0][0], **tolerance(dtype))
+    for fast, twin in zip(results[1][1], results[0][1]):
+        np.testing.assert_allclose(fast, twin, **tolerance(dtype))

@@ -98,4 +98,4 @@ def test_one_image_of_an_mlp_leaves_blas_alone(monkeypatch):
 
 def test_the_plan_names_the_small_batch_path():
     text = minicnn.mlp().plan(1, print_fn=None)
-    assert "at most 7 images" in text and "dense_2 + softmax: one Numba kernel per Dense" in text
+    assert "at most 7 images" in text and "dense_2 + softmax: one Numba kernel call" in text

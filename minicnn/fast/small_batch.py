@@ -9,11 +9,11 @@ after the first call), and for at most ``TAIL_MAX_IMAGES`` (one image):
 
 1. runs the steps before the model's **dense tail** as ever (BLAS held to one thread only if there are any);
 2. runs the dense tail, the trailing Flatten / Dense [+ ReLU or LeakyReLU] / Dropout (the identity at inference) /
-   Softmax layers, with minicnn/kernels/small_batch.py: one Numba call per Dense layer (product, bias and
-   activation in one pass over the weights) and one for the Softmax, no BLAS. An MLP never touches BLAS's
+   Softmax layers, with minicnn/kernels/small_batch.py: ONE Numba call for the whole tail (each Dense's
+   product, bias and activation in one pass over its weights, then the Softmax), no BLAS. An MLP never touches BLAS's
    thread setting then.
 
-The numbers are the layers' (tests/test_fast_engine.py compares this path with the layer functions);
+The numbers are the layers' (tests/test_small_batch.py compares this path with the reference engine);
 ``Sequential.plan()`` names the tail. Measurements: docs/performance.md ("Single-image latency").
 """
 from __future__ import annotations
@@ -68,23 +68,25 @@ class SmallBatchPath:
         else:
             self.operations = None
         self.head = steps[:start]
+        self._denses = None
         self.tail_layers = [layer for step in steps[start:] for layer in step.layers]
 
     def run_tail(self, x, kernels, workspace, logits_only):
-        """The dense tail on x (the head's output); the result lives in the workspace (copy it)."""
-        for operation in self.operations:
-            kind = operation[0]
-            if kind == "flatten":
-                x = x.reshape(len(x), -1)
-            elif kind == "dense":
-                _, dense, activation, slope = operation
-                y = workspace.get((self, dense), (len(x), dense.units), x.dtype)
-                x = kernels.dense_activation_forward_into(np.ascontiguousarray(x), dense.kernel.value,
-                                                          dense.bias.value, activation, slope, y)
-            elif not logits_only:  # softmax
-                y = workspace.get((self, "softmax"), x.shape, x.dtype)
-                x = kernels.softmax_forward_into(x, y)
-        return x
+        """The dense tail on x (the head's output), in one kernel call; the result lives in the workspace (copy
+        it)."""
+        if self._denses is None:  # (made at the first call: what does not change from call to call)
+            self._denses = tuple(operation[1] for operation in self.operations if operation[0] == "dense")
+            self._activations = np.array([operation[2] for operation in self.operations if operation[0] == "dense"])
+            self._slopes = np.array([operation[3] for operation in self.operations if operation[0] == "dense"])
+            self._softmax = self.operations[-1][0] == "softmax"
+        x = np.ascontiguousarray(x.reshape(len(x), -1))  # (Flatten: a reshape; Dropout: the identity)
+        outputs = tuple(workspace.get((self, number), (len(x), dense.units), x.dtype)
+                        for number, dense in enumerate(self._denses))
+        softmax = self._softmax and not logits_only
+        probabilities = workspace.get((self, "softmax"), outputs[-1].shape, x.dtype)
+        return kernels.dense_tail_forward_into(x, tuple(dense.kernel.value for dense in self._denses),
+                                               tuple(dense.bias.value for dense in self._denses), self._activations,
+                                               self._slopes, outputs, softmax, probabilities)
 
     def describe(self):
         """One line for the plan."""
@@ -92,5 +94,5 @@ class SmallBatchPath:
             return f"at inference on at most {MAX_IMAGES} images: the same steps on the calling thread"
         names = " + ".join(layer.name for layer in self.tail_layers)
         return (f"at inference on at most {MAX_IMAGES} images: the same steps on the calling thread; on "
-                f"{TAIL_MAX_IMAGES} image, {names}: one Numba kernel per Dense (bias and activation included) and one "
-                "for the Softmax, no BLAS (fast/small_batch.py)")
+                f"{TAIL_MAX_IMAGES} image, {names}: one Numba kernel call (each Dense with its bias and activation, "
+                "then the Softmax), no BLAS (fast/small_batch.py)")

@@ -7,6 +7,8 @@ weights, and the Softmax in one pass over the row (minicnn/fast/small_batch.py r
 
 ``dense_activation_forward_into``  y[...] = activation(x @ kernel + bias)     x (N, D_in), kernel (D_in, D_out)
 ``softmax_forward_into``           y[...] = softmax(x) along each row         x, y (N, K)
+``dense_tail_forward_into``        the two above for a chain of Dense layers, in ONE call (one dispatch, not one
+                                   per layer): kernels, biases and outputs are tuples, one item per layer
 
 ``activation``: 0 none, 1 ReLU (relu(v) = 0 if v <= 0 else v: NaN stays NaN), 2 LeakyReLU (v if v >= 0 else
 slope * v), the rules of minicnn/layers/relu.py and leaky_relu.py. The NumPy twins are the layers' own functions.
@@ -96,3 +98,22 @@ def softmax_forward_into_numba(x, y):
         for k in range(classes):
             y[n, k] = y[n, k] / total
     return y
+
+
+def dense_tail_forward_into_numpy(x, kernels, biases, activations, slopes, outputs, softmax, probabilities):
+    """Dense [+ activation] layer after layer (``activations[i]``, ``slopes[i]``), each into ``outputs[i]``, then a
+    Softmax into ``probabilities`` if ``softmax``. Returns the last array written."""
+    for number in range(len(kernels)):
+        x = dense_activation_forward_into_numpy(x, kernels[number], biases[number], activations[number],
+                                                slopes[number], outputs[number])
+    return softmax_forward_into_numpy(x, probabilities) if softmax else x
+
+
+@njit(cache=True, nogil=True, error_model="numpy", twin=dense_tail_forward_into_numpy)
+def dense_tail_forward_into_numba(x, kernels, biases, activations, slopes, outputs, softmax, probabilities):
+    for number in range(len(kernels)):
+        x = dense_activation_forward_into_numba(x, kernels[number], biases[number], activations[number],
+                                                slopes[number], outputs[number])
+    if softmax:
+        return softmax_forward_into_numba(x, probabilities)
+    return x
