@@ -69,6 +69,7 @@ class SmallBatchPath:
             self.operations = None
         self.head = steps[:start]
         self._denses = None
+        self._buffers = {}  # (id of the workspace, images, dtype) -> the tail's output arrays in it
         self.tail_layers = [layer for step in steps[start:] for layer in step.layers]
 
     def run_tail(self, x, kernels, workspace, logits_only):
@@ -80,13 +81,16 @@ class SmallBatchPath:
             self._slopes = np.array([operation[3] for operation in self.operations if operation[0] == "dense"])
             self._softmax = self.operations[-1][0] == "softmax"
         x = np.ascontiguousarray(x.reshape(len(x), -1))  # (Flatten: a reshape; Dropout: the identity)
-        outputs = tuple(workspace.get((self, number), (len(x), dense.units), x.dtype)
-                        for number, dense in enumerate(self._denses))
-        softmax = self._softmax and not logits_only
-        probabilities = workspace.get((self, "softmax"), outputs[-1].shape, x.dtype)
-        return kernels.dense_tail_forward_into(x, tuple(dense.kernel.value for dense in self._denses),
-                                               tuple(dense.bias.value for dense in self._denses), self._activations,
-                                               self._slopes, outputs, softmax, probabilities)
+        buffers = self._buffers.get((id(workspace), len(x), x.dtype))
+        if buffers is None:
+            outputs = tuple([workspace.get((self, number), (len(x), dense.units), x.dtype)
+                             for number, dense in enumerate(self._denses)])
+            probabilities = workspace.get((self, "softmax"), outputs[-1].shape, x.dtype)
+            buffers = self._buffers[id(workspace), len(x), x.dtype] = outputs, probabilities
+        outputs, probabilities = buffers
+        return kernels.dense_tail_forward_into(x, tuple([dense.kernel.value for dense in self._denses]),
+                                               tuple([dense.bias.value for dense in self._denses]), self._activations,
+                                               self._slopes, outputs, self._softmax and not logits_only, probabilities)
 
     def describe(self):
         """One line for the plan."""
