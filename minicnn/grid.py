@@ -317,11 +317,6 @@ def completed(runner, tasks, scheduler):
             cluster.close()
 
 
-def default_threads(scheduler):
-    """minicnn threads per run: its own default in serial (the whole machine), else one per worker."""
-    return None if scheduler in (None, "serial") else 1
-
-
 def describe_scheduler(scheduler):
     if scheduler in (None, "serial"):
         return "serial"
@@ -332,10 +327,11 @@ def describe_scheduler(scheduler):
 
 # ---------------------------------------------------------------- running
 
-def run_grid(runs, out, runner, scheduler="serial", grid=None, threads="auto", progress=True, stream=None):
+def run_grid(runs, out, runner, scheduler="serial", grid=None, threads=1, progress=True, stream=None):
     """Run every run not finished in ``out``/results.csv yet, appending a row as each finishes, then write
     results.md and the plots. Returns the summary (see ``summarise``) with "ran", "skipped" and "wall_seconds".
-    ``threads``: minicnn threads per run ("auto": its default in serial, one on Dask workers)."""
+    ``threads``: minicnn threads per run (and BLAS threads), the same on every scheduler so that the results are;
+    None leaves minicnn's own default (min(2, cores), or MINICNN_THREADS)."""
     out = Path(out)
     stream = stream or sys.stderr
     labels = label_columns(runs)
@@ -344,7 +340,6 @@ def run_grid(runs, out, runner, scheduler="serial", grid=None, threads="auto", p
     finished = {key for key, row in read_results(results.path).items() if row.get("status") == "ok"}
     pending = [run for run in runs if run.key not in finished]
     by_key = {run.key: run for run in runs}
-    threads = default_threads(scheduler) if threads == "auto" else threads
     if progress:
         print(f"{len(runs)} runs ({len(runs) - len(pending)} done already, in {results.path}); running "
               f"{len(pending)} on {describe_scheduler(scheduler)}", file=stream, flush=True)
@@ -414,7 +409,10 @@ def summarise(runs, rows, labels):
             "min": min(accuracies) if accuracies else None, "max": max(accuracies) if accuracies else None,
             **{name: mean_of(name) for name in ("best_val_accuracy", "epochs", "seconds", "images_per_second")}})
     configurations.sort(key=lambda item: -math.inf if item["mean"] is None else item["mean"], reverse=True)
-    return {"configurations": configurations, "failed": failed, "labels": labels, "runs": len(runs),
+    shared = dict(runs[0].options) if runs else {}
+    for run in runs[1:]:
+        shared = {key: value for key, value in shared.items() if run.options.get(key, None) == value}
+    return {"configurations": configurations, "failed": failed, "labels": labels, "runs": len(runs), "shared": shared,
             "done": sum(item["runs"] for item in configurations)}
 
 
@@ -431,9 +429,10 @@ def write_markdown(path, summary, grid=None):
     labels = summary["labels"]
     configurations = summary["configurations"]
     lines = [f"# Grid {grid.name if grid else Path(path).parent.name}", ""]
-    if grid is not None and grid.source:
-        lines.append(f"From `{grid.source}`; base options: "
-                     + (", ".join(f"`{key}={value}`" for key, value in grid.base.items()) or "none") + ".")
+    shared = summary.get("shared", {})
+    source = f"From `{grid.source}`; o" if grid is not None and grid.source else "O"
+    lines.append(f"{source}ptions shared by every run: "
+                 + (", ".join(f"`{key}={value}`" for key, value in shared.items()) or "none") + ".")
     lines.append(f"{len(configurations)} configurations, {summary['runs']} runs: {summary['done']} finished, "
                  f"{len(summary['failed'])} failed. Last invocation: {summary['ran']} runs in "
                  f"{summary['wall_seconds']:.1f} s on {summary['scheduler']} ({summary['skipped']} skipped as done).")

@@ -41,10 +41,11 @@ results (in --out DIR, default grids/<grid file name>/):
   accuracy_<axis>.png   test accuracy against each axis.
 
 schedulers:
-  serial        one run after another in this process (the default; needs nothing more). minicnn uses its
-                usual threads (min(2, cores)) per run.
-  local:N       a Dask LocalCluster: N worker processes on this machine, each with one thread, one minicnn
-                thread and one BLAS thread (N = the number of cores is a good choice).
+  serial        one run after another in this process (the default; needs nothing more).
+  local:N       a Dask LocalCluster: N worker processes on this machine, one thread each (N = the number of
+                cores is a good choice).
+  Every run uses one minicnn thread and one BLAS thread (--threads to change it), wherever it runs: the
+  same grid gives the same numbers on every scheduler.
   tcp://HOST:8786   a running Dask cluster: `dask scheduler` on one machine, `dask worker tcp://HOST:8786
                 --nthreads 1` (as many as cores) on each; every worker needs minicnn and the data
                 (--data-dir or $MINICNN_DATA). Dask: pip install "minicnn[dist]".
@@ -69,9 +70,10 @@ def add_arguments(parser):
     parser.add_argument("--repeats", type=int, default=None, metavar="N",
                         help="run each configuration with seeds 0..N-1 (default: the file's seeds or repeats, else "
                              "seed 0)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="minicnn threads per run (default: minicnn's own in serial, 1 on Dask workers); the "
-                             "same threads give the same results on every scheduler")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="minicnn (and BLAS) threads per run, on every scheduler (default: 1, so that a run "
+                             "gives the same numbers wherever it runs; --threads 2 makes one serial run faster on "
+                             "2 cores, with results that differ by float rounding)")
     group = parser.add_argument_group("train.py's options", "given here, they override the grid file for every "
                                       "run (e.g. --epochs 1 --limit 3000 for a quick try; --seed N runs seed N only)")
     before = len(parser._actions)
@@ -109,8 +111,7 @@ def run(arguments):
             print(f"warning: this minicnn's train.py has no option {', '.join('--' + n.replace('_', '-') for n in unknown)}"
                   f": the runs that set it will fail (recorded in results.csv), the others run", file=sys.stderr)
         out = Path(arguments.out) if arguments.out else Path("grids") / grid.name
-        threads = "auto" if arguments.threads is None else arguments.threads
-        summary = run_grid(runs, out, train_one, scheduler=arguments.scheduler, grid=grid, threads=threads)
+        summary = run_grid(runs, out, train_one, scheduler=arguments.scheduler, grid=grid, threads=arguments.threads)
     except GridError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -237,9 +238,10 @@ def train_one(task):
     "best_val_accuracy", "epochs", "seconds", "images_per_second", "worker", ...} or {"status": "error",
     "error": ...}. Never raises: a failure is a result like any other."""
     from minicnn.commands import train
+    from minicnn.fast.parallel import resolve_threads
     from minicnn.grid import worker_name
 
-    result = {"worker": worker_name()}
+    result = {"worker": worker_name(), "threads": resolve_threads(task.get("threads"))}
     started = time.perf_counter()
     output = None
     try:
