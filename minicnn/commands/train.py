@@ -338,7 +338,6 @@ def train(arguments):
                     "sample": data.is_sample, "model": arguments.model, "epochs": len(history.epoch),
                     "training_images": len(x_train), "interrupted": history.interrupted, "training": training,
                     **training_record(history, seconds, len(x_train), batch_size)}
-        arguments.outcome = metadata  # what `minicnn grid` reads back (test_accuracy is added below)
         path = save_path(arguments, data.is_sample, history.interrupted)
         on_sample = (f" (trained on the bundled {len(data.x_train):,}-image sample, not full "
                      f"{data.spec.title})") if data.is_sample else ""
@@ -361,6 +360,7 @@ def train(arguments):
         else:
             accuracy = float((predictions == data.y_test).mean())
             metadata["test_accuracy"] = round(accuracy, 6)
+            arguments.outcome = metadata  # what `minicnn grid` reads back
             if not arguments.quiet:
                 confusion = confusion_matrix(data.y_test, predictions, model.num_classes)
                 print("\nconfusion matrix (rows: true class, columns: predicted class)")
