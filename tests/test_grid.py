@@ -89,9 +89,9 @@ def test_serial_and_both_dask_schedulers_give_the_same_results(tiny_grid, tmp_pa
     grid = load_grid(tiny_grid)
     runs = expand(grid)
     serial = run_grid(runs, tmp_path / "serial", train_one, "serial", grid=grid, threads=1, progress=False)
-    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as client:
         threaded = run_grid(runs, tmp_path / "threads", train_one, client, grid=grid, threads=1, progress=False)
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as client:
         processes = run_grid(runs, tmp_path / "processes", train_one, client, grid=grid, threads=1, progress=False)
     assert serial["done"] == threaded["done"] == processes["done"] == 4
     assert accuracies(serial) == accuracies(threaded) == accuracies(processes)
