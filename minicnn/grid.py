@@ -423,12 +423,17 @@ def summarise(runs, rows, labels):
             "done": sum(item["runs"] for item in configurations)}
 
 
+def plural(count, word):
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def percent(value, digits=2):
     return "" if value is None else f"{value * 100:.{digits}f}%"
 
 
 def describe_labels(labels):
-    return ", ".join(f"{name}={value if value != '' else '(none)'}" for name, value in labels.items()) or "(base)"
+    return ", ".join(f"{name}={value if value != '' else '(none)'}" for name, value in labels.items()) or \
+        "the grid's options"
 
 
 def write_markdown(path, summary, grid=None):
@@ -440,9 +445,9 @@ def write_markdown(path, summary, grid=None):
     source = f"From `{grid.source}`; o" if grid is not None and grid.source else "O"
     lines.append(f"{source}ptions shared by every run: "
                  + (", ".join(f"`{key}={value}`" for key, value in shared.items()) or "none") + ".")
-    lines.append(f"{len(configurations)} configurations, {summary['runs']} runs: {summary['done']} finished, "
+    lines.append(f"{plural(len(configurations), 'configuration')}, {plural(summary['runs'], 'run')}: {summary['done']} finished, "
                  f"{len(summary['failed'])} failed. Last invocation: {summary['ran']} runs in "
-                 f"{summary['wall_seconds']:.1f} s on {summary['scheduler']} ({summary['skipped']} skipped as done).")
+                 f"{summary['wall_seconds']:.1f} s on {summary['scheduler']} ({summary['skipped']} skipped as done already).")
     lines.append("")
     best = next((item for item in configurations if item["mean"] is not None), None)
     if best is not None:
