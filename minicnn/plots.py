@@ -282,6 +282,9 @@ def grid_axis(name, points):
     axes.plot([position[value] for value in values], means, "-o", color=CURVE_COLORS["validation"], label="mean")
     if log:
         axes.set_xscale("log")
+        axes.minorticks_off()
+    if numeric and len(values) <= 10:  # the grid's own values as the ticks (0.0003, not 3 x 10^-4)
+        axes.set_xticks(values, labels=[f"{value:g}" for value in values], fontsize=8)
     if not numeric:
         axes.set_xticks(range(len(values)), labels=[str(value) if value != "" else "(none)" for value in values],
                         fontsize=8)
