@@ -7,7 +7,7 @@
 A grid file (TOML) has up to four tables:
 
     [base]                     # train.py's options shared by every run, named as on its command line
-    model = "seed"             #   ("batch-size" or "batch_size"); true for a flag such as no-save
+    model = "seed"             #   ("batch-size" or "batch_size"); true for a flag
     epochs = 2
     [axes]                     # each a list of values, or a range; every combination is one run
     model = ["seed", "report004"]

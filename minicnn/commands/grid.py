@@ -23,8 +23,9 @@ HELP = "train every combination of some train.py options (a TOML grid), here or 
 EPILOG = """\
 grid file (TOML):
   [base]   train.py's options shared by every run, as on its command line: model = "seed", epochs = 2,
-           batch-size = 64 (a flag: no-save = true). An option train.py does not know is passed to it all the
-           same: those runs fail, recorded with train.py's message, and the others go on.
+           batch-size = 64 (a flag: true; --save, --report and --quiet do not apply: runs save nothing).
+           An option train.py does not know is passed to it all the same: those runs fail, recorded with
+           train.py's message, and the others go on.
   [axes]   the options to vary, each a list (model = ["seed", "report004"]) or a range
            (lr = { start = 1e-4, stop = 1e-2, num = 3, scale = "log" }); every combination is one run.
            An option set to "" is left out (augment = ["", "rotation=10"]: without, then with).
@@ -56,6 +57,7 @@ exit status:
 EXIT_FAILED_RUNS = 1
 EXIT_ERROR = 2
 FORCED = {"quiet": True, "no_save": True, "no_report": True}  # a grid's runs print, save and report nothing
+NOT_FOR_GRIDS = {"save", "report", *FORCED}  # train.py's options that a grid's runs do not take
 
 
 def add_arguments(parser):
@@ -80,6 +82,8 @@ def add_arguments(parser):
     train.add_arguments(group)
     for action in parser._actions[before:]:
         action.default = argparse.SUPPRESS  # only the options given on the command line override the file
+        if action.dest in NOT_FOR_GRIDS:
+            action.help = argparse.SUPPRESS
 
 
 def train_option_names():
@@ -95,7 +99,7 @@ def run(arguments):
     from minicnn.grid import GridError, expand, load_grid, run_grid
 
     known = train_option_names()
-    overrides = {name: getattr(arguments, name) for name in known if hasattr(arguments, name)}
+    overrides = {name: getattr(arguments, name) for name in known - NOT_FOR_GRIDS if hasattr(arguments, name)}
     seeds = None
     if "seed" in overrides:
         seeds = [overrides.pop("seed")]
@@ -106,7 +110,7 @@ def run(arguments):
     try:
         grid = load_grid(arguments.grid)
         runs = expand(grid, overrides, seeds)
-        unknown = sorted({name for run_ in runs for name in run_.options} - known - set(FORCED))
+        unknown = sorted({name for run_ in runs for name in run_.options} - known)
         if unknown:
             print(f"warning: this minicnn's train.py has no option {', '.join('--' + n.replace('_', '-') for n in unknown)}"
                   f": the runs that set it will fail (recorded in results.csv), the others run", file=sys.stderr)
@@ -164,6 +168,7 @@ def train_arguments(options, seed):
 
     parser = RaisingParser(prog="train.py", add_help=False)
     train.add_arguments(parser)
+    options = {name: value for name, value in options.items() if name not in NOT_FOR_GRIDS}
     arguments = parser.parse_args(to_argv({**options, **FORCED, "seed": seed}))
     train.check_arguments(parser, arguments)
     return arguments
