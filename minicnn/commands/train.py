@@ -580,6 +580,7 @@ def train(arguments):
         else:
             accuracy = float((predictions == data.y_test).mean())
             metadata["test_accuracy"] = round(accuracy, 6)
+            arguments.outcome = metadata  # what `minicnn grid` reads back
             if not arguments.quiet:
                 confusion = confusion_matrix(data.y_test, predictions, model.num_classes)
                 print("\nconfusion matrix (rows: true class, columns: predicted class)")
