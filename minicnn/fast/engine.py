@@ -18,9 +18,18 @@ import threading
 import numpy as np
 
 from minicnn.fast import plan, startup
-from minicnn.fast.parallel import ONE_BLAS_THREAD, Workspace, blas_threads, resolve_threads, run_in_threads, split
+from minicnn.fast.parallel import (
+    ONE_BLAS_THREAD,
+    Part,
+    Reducer,
+    Workspace,
+    blas_threads,
+    resolve_threads,
+    run_in_threads,
+    split,
+)
 from minicnn.kernels.jit import KernelTable
-from minicnn.layers import Conv2D, Softmax
+from minicnn.layers import Conv2D, Dropout, Softmax
 from minicnn.losses import softmax_cross_entropy
 
 NUMPY_TWINS = KernelTable("numpy")
@@ -48,11 +57,13 @@ class FastEngine:
         self.steps = plan.build_steps(self.layers)
         self.logit_steps = self.steps[:-1] if isinstance(self.steps[-1].layers[-1], Softmax) else self.steps
         self.blas_splits_training = not any(isinstance(layer, Conv2D) for layer in self.layers)
-        # A layer that must see the whole batch at once in training (BatchNormalization's batch statistics,
-        # Dropout's per-call mask): the batch is not split over threads (split, the model would compute something
-        # else than on the reference engine). A CNN then trains on one thread with one BLAS thread (BLAS threads
-        # make Winograd's many small products several times slower); an MLP lets BLAS use the threads as ever.
-        self.whole_batch = any(layer.needs_whole_batch for layer in self.layers)
+        # A layer run as itself that must see the whole batch at once in training: the batch is not split over
+        # threads (split, the model would compute something else than on the reference engine). The plan's own
+        # BatchNormStep and DropoutStep do split: the threads add up their batch statistics (Part/Reducer in
+        # parallel.py) and draw their rows of the whole batch's mask.
+        self.whole_batch = any(layer.needs_whole_batch for step in self.steps if isinstance(step, plan.LayerStep)
+                               for layer in step.layers)
+        self.dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
         self.workspaces = []
         self.thread_grads = []  # per extra thread: (flat gradient buffer, per-layer views into it)
         self._lock = threading.Lock()
@@ -89,12 +100,21 @@ class FastEngine:
                                number > 0 or need_input_grad)
         return loss_sum, correct, dx
 
+    def _advance_dropout(self):
+        """One training call done: the next draws new masks (the reference engine's layers count their calls)."""
+        for layer in self.dropouts:
+            if layer.rate > 0:
+                layer.calls += 1
+
     # -- what Sequential calls
     def loss_and_gradients(self, x, y, grads, scale, need_input_grad):
         """One thread: (sum of losses, correct predictions, dLoss/dx or None); parameter gradients into grads."""
         with self._lock, ONE_BLAS_THREAD:
+            workspace = self._workspace(0)
+            workspace.part = Part(0, len(x))
             loss_sum, correct, dx = self._loss_and_gradients(x, y, grads, scale, need_input_grad, self.kernels,
-                                                             self._workspace(0))
+                                                             workspace)
+            self._advance_dropout()
             return loss_sum, correct, (None if dx is None else np.array(dx))
 
     def gradients(self, x, y, grads, flat_grads):
@@ -104,16 +124,25 @@ class FastEngine:
         scale = 1.0 / len(x)
         if self.blas_splits_training and threads > 1:
             with self._lock, blas_threads(threads):
-                loss_sum, correct, _ = self._loss_and_gradients(x, y, grads, scale, False, self.kernels,
-                                                                self._workspace(0))
+                workspace = self._workspace(0)
+                workspace.part = Part(0, len(x))
+                loss_sum, correct, _ = self._loss_and_gradients(x, y, grads, scale, False, self.kernels, workspace)
+                self._advance_dropout()
             return loss_sum, correct
         parts = [(0, len(x))] if self.whole_batch else split(len(x), threads)
+        reducer = Reducer(len(parts))
 
         def part(slot):
             start, stop = parts[slot]
             own = grads if slot == 0 else self._grads_for(slot, flat_grads)[1]
-            loss_sum, correct, _ = self._loss_and_gradients(x[start:stop], y[start:stop], own, scale, False,
-                                                            self.kernels, self._workspace(slot))
+            workspace = self._workspace(slot)
+            workspace.part = Part(start, len(x), slot, reducer)
+            try:
+                loss_sum, correct, _ = self._loss_and_gradients(x[start:stop], y[start:stop], own, scale, False,
+                                                                self.kernels, workspace)
+            except BaseException:
+                reducer.abort()  # (a thread waiting for this one's batch statistics stops waiting)
+                raise
             return loss_sum, correct
 
         with self._lock, ONE_BLAS_THREAD:
@@ -122,6 +151,7 @@ class FastEngine:
             results = run_in_threads(part, len(parts))
             for slot in range(1, len(parts)):
                 flat_grads += self._grads_for(slot, flat_grads)[0]
+            self._advance_dropout()
         return sum(r[0] for r in results), sum(r[1] for r in results)
 
     def outputs(self, x, logits_only=False):
@@ -129,10 +159,12 @@ class FastEngine:
         steps = self.logit_steps if logits_only else self.steps
         if self.kernels is NUMBA_KERNELS and startup.claim_cold_start(len(x)):
             with self._lock:  # the first small prediction of the process: twins, this thread (fast/startup.py)
+                self._workspace(0).part = Part(0, len(x))
                 return np.array(self._forward(steps, x, NUMPY_TWINS, self._workspace(0), False)[0])
         parts = split(len(x), resolve_threads(self.threads))
         with self._lock, ONE_BLAS_THREAD:  # (one BLAS thread even for one image: waking its threads costs more)
-            self._workspace(len(parts) - 1)  # (made here, before the threads start)
+            for slot, (start, _) in enumerate(parts):  # (made here, before the threads start)
+                self._workspace(slot).part = Part(start, len(x), slot)
             results = run_in_threads(
                 lambda slot: np.array(self._forward(steps, x[parts[slot][0]:parts[slot][1]], self.kernels,
                                                     self._workspace(slot), False)[0]), len(parts))

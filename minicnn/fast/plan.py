@@ -10,6 +10,12 @@ Conv2D [ReLU] [MaxPool2D]              ``ConvStep``: one of three algorithms, ch
                                        fused into the same pass
 Dense [ReLU]                           ``DenseStep``: minicnn/fast/dense.py
 ReLU, MaxPool2D (alone)                ``KernelStep``: the layer's Numba kernel (kernels/relu.py, pooling.py)
+BatchNormalization                     ``BatchNormStep``: Numba kernels (kernels/batch_norm.py): in training
+                                       the batch statistics in one pass, added up over the threads (each
+                                       thread has part of the batch); at inference one affine pass
+Dropout                                ``DropoutStep``: the mask drawn in a Numba kernel (kernels/dropout.py),
+                                       the layer's own hash of (seed, call, element), so any split of the
+                                       batch over threads draws the reference engine's mask
 Flatten, Softmax, ...                  ``LayerStep``: the layer's own functions (cheap: a reshape, 10 numbers)
 =====================================  =============================================================
 
@@ -36,7 +42,7 @@ from minicnn.fast import conv_im2col, conv_single_channel, conv_winograd
 from minicnn.fast import dense as fast_dense
 from minicnn.fast.parallel import split
 from minicnn.kernels import winograd
-from minicnn.layers import Conv2D, Dense, MaxPool2D, ReLU
+from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, MaxPool2D, ReLU
 from minicnn.layers.base import window_output_size
 
 WINOGRAD_MIN_CHANNELS = 16  # Winograd for 3x3 stride-1 convolutions over at least this many channels ...
@@ -227,6 +233,106 @@ class KernelStep:
         return type(self.layer).__name__.lower(), "kernel (nothing to fuse it with)"
 
 
+class BatchNormStep:
+    """BatchNormalization: kernels/batch_norm.py. In training each thread sums its rows, ``workspace.part`` adds the
+    threads' sums up (a barrier), so the statistics are the whole batch's, as on the reference engine."""
+
+    def __init__(self, layer, index):
+        self.layer, self.index, self.layers = layer, index, [layer]
+
+    def _affine(self, mean, variance, dtype):
+        """(inv, scale, shift): the layer's y = x * scale + shift for these statistics."""
+        layer = self.layer
+        inv = 1 / np.sqrt(variance + dtype.type(layer.epsilon))
+        scale = inv * layer.gamma.value if layer.scale else inv
+        shift = -mean * scale
+        if layer.center:
+            shift = shift + layer.beta.value
+        return inv, scale, shift
+
+    def forward(self, x, kernels, workspace, training):
+        layer, dtype = self.layer, x.dtype
+        rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+        y = workspace.get((self, "y"), rows.shape, dtype)
+        if not training:
+            inv, scale, shift = self._affine(layer.moving_mean.value, layer.moving_variance.value, dtype)
+            kernels.batch_norm_forward_into(rows, scale, shift, y)
+            return y.reshape(x.shape), (False, rows, None, None, scale)
+        part = workspace.part
+        layer.check_training_batch(part.total)
+        center = layer.moving_mean.value.astype(np.float64)  # the same on every thread: see kernels/batch_norm.py
+        sums = kernels.batch_norm_sums_into(rows, center, np.zeros((2, rows.shape[1])))
+        sums = part.total_of((self, "forward"), sums)
+        count = part.total * (len(rows) // len(x))
+        offset = sums[0] / count
+        mean = (center + offset).astype(dtype)
+        variance = np.maximum(sums[1] / count - offset * offset, 0).astype(dtype)
+        if part.slot == 0:  # (the other threads read the moving mean above, before the reduction's barrier)
+            momentum = dtype.type(layer.momentum)
+            layer.moving_mean.value[...] = layer.moving_mean.value * momentum + mean * (1 - momentum)
+            layer.moving_variance.value[...] = layer.moving_variance.value * momentum + variance * (1 - momentum)
+        inv, scale, shift = self._affine(mean, variance, dtype)
+        kernels.batch_norm_forward_into(rows, scale, shift, y)
+        return y.reshape(x.shape), (True, rows, mean, inv, scale)
+
+    def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
+        training, rows, mean, inv, scale = cache
+        dy_rows = np.ascontiguousarray(dy).reshape(rows.shape)
+        dtype = rows.dtype
+        if mean is None:  # (gradients at inference: the moving statistics)
+            mean = self.layer.moving_mean.value
+            inv = 1 / np.sqrt(self.layer.moving_variance.value + dtype.type(self.layer.epsilon))
+        sums = kernels.batch_norm_backward_sums_into(dy_rows, rows, mean, inv, np.zeros((2, rows.shape[1])))
+        position = 0
+        if self.layer.scale:  # this thread's share: the engine adds the threads' gradient buffers up
+            grads[0][...] = sums[1]
+            position = 1
+        if self.layer.center:
+            grads[position][...] = sums[0]
+        if not need_input_grad:
+            return None
+        dx = workspace.get((self, "dx"), rows.shape, dtype)
+        if not training:
+            np.multiply(dy_rows, scale, out=dx)
+            return dx.reshape(dy.shape)
+        part = workspace.part
+        sums = part.total_of((self, "backward"), sums)
+        count = part.total * (len(rows) // len(dy))
+        kernels.batch_norm_backward_into(dy_rows, rows, mean, inv, scale, (sums[0] / count).astype(dtype),
+                                         (sums[1] / count).astype(dtype), dx)
+        return dx.reshape(dy.shape)
+
+    def describe(self, images):
+        return "batchnorm", "kernels: batch statistics in one pass, summed over the threads"
+
+
+class DropoutStep:
+    """Dropout: the mask drawn by kernels/dropout.py for this thread's elements of the batch. The call counter
+    (``layer.calls``) is read here and advanced once per training step by the engine (all threads see one value)."""
+
+    def __init__(self, layer, index):
+        self.layer, self.index, self.layers = layer, index, [layer]
+
+    def forward(self, x, kernels, workspace, training):
+        if not training or self.layer.rate == 0:
+            return x, None
+        x = np.ascontiguousarray(x)
+        y = workspace.get((self, "y"), x.shape, x.dtype)
+        mask = workspace.get((self, "mask"), x.shape, np.bool_)
+        offset = workspace.part.start * (x.size // len(x))
+        kernels.dropout_forward_into(x, self.layer.rate, self.layer.seed, self.layer.calls, offset, y, mask)
+        return y, mask
+
+    def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
+        if not need_input_grad or cache is None:
+            return dy if need_input_grad else None
+        dx = workspace.get((self, "dx"), cache.shape, dy.dtype)
+        return kernels.dropout_backward_into(np.ascontiguousarray(dy), cache, self.layer.rate, dx)
+
+    def describe(self, images):
+        return "dropout", f"kernel: rate {self.layer.rate:g}, mask from (seed, call, element)"
+
+
 class LayerStep:
     """A layer run as itself (Flatten, Softmax, ...): its own forward and backward functions."""
 
@@ -262,6 +368,10 @@ def build_steps(layers):
             steps.append(DenseStep(layer, relu, index))
         elif type(layer) in (ReLU, MaxPool2D):
             steps.append(KernelStep(layer, index))
+        elif type(layer) is BatchNormalization:
+            steps.append(BatchNormStep(layer, index))
+        elif type(layer) is Dropout:
+            steps.append(DropoutStep(layer, index))
         else:
             steps.append(LayerStep(layer, index))
         index = follows

@@ -15,6 +15,9 @@ module              what it computes
                     the output transform fused with a 2x2 max-pool
 ``single_channel``  a 3x3 convolution of a one-channel image + bias + ReLU + 2x2 max-pool in one pass (a
                     grayscale first layer), and its kernel and bias gradients
+``batch_norm``      BatchNormalization: batch statistics in one float64 pass (summable over threads), the
+                    affine map, the two backward passes
+``dropout``         dropout with its mask drawn in the kernel from the layer's hash of (seed, call, element)
 ==================  =======================================================
 
 Numba kernels are compiled with ``cache=True`` (compiled code is kept on disk beside the source, so only the
