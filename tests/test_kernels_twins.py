@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minicnn.kernels import batch_norm, dropout, optim, pooling, relu, softmax_xent
+from minicnn.kernels import batch_norm, dropout, fused, optim, pooling, relu, softmax_xent
 from minicnn.kernels.jit import KernelTable, LazyKernel, all_kernels
 
 pytestmark = pytest.mark.twins  # .ci/run runs these again under each OPENBLAS_CORETYPE
@@ -168,3 +168,27 @@ def test_batch_norm_kernels(rows, features, dtype):
     dx = [kernel(dy, x, mean, inv, scale, dbeta_mean, dgamma_mean, np.empty_like(x)) for kernel in
           (batch_norm.batch_norm_backward_into_numpy, batch_norm.batch_norm_backward_into_numba)]
     np.testing.assert_allclose(dx[1], dx[0], rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("slope", [0.2, 0.0])
+def test_bias_leaky_relu_kernels(slope, dtype):
+    rng = np.random.default_rng(9)
+    z, dy = (rng.standard_normal((6, 9)).astype(dtype) for _ in range(2))
+    z[0, :3] = 0  # (x >= 0 keeps x: the layer's rule at exactly 0)
+    bias = rng.standard_normal(9).astype(dtype)
+    bias[:3] = 0
+    results = []
+    for forward in (fused.bias_leaky_relu_forward_in_place_numpy, fused.bias_leaky_relu_forward_in_place_numba):
+        y, positive = z.copy(), np.empty(z.shape, dtype=np.bool_)
+        forward(y, bias, slope, positive)
+        results.append((y, positive))
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    np.testing.assert_array_equal(results[1][1], results[0][1])
+    grads = []
+    for backward in (fused.bias_leaky_relu_backward_into_numpy, fused.bias_leaky_relu_backward_into_numba):
+        dz, dbias = np.empty_like(dy), np.empty(9, dtype=dtype)
+        backward(dy, results[0][1], slope, dz, dbias)
+        grads.append((dz, dbias))
+    np.testing.assert_array_equal(grads[1][0], grads[0][0])
+    np.testing.assert_allclose(grads[1][1], grads[0][1], rtol=1e-5 if dtype == np.float32 else 1e-12)

@@ -140,6 +140,8 @@ class FastEngine:
             try:
                 loss_sum, correct, _ = self._loss_and_gradients(x[start:stop], y[start:stop], own, scale, False,
                                                                 self.kernels, workspace)
+            except threading.BrokenBarrierError:
+                return None  # another thread failed: its own error is the one raised (run_in_threads)
             except BaseException:
                 reducer.abort()  # (a thread waiting for this one's batch statistics stops waiting)
                 raise

@@ -8,7 +8,8 @@ layers                                 step
 Conv2D [ReLU] [MaxPool2D]              ``ConvStep``: one of three algorithms, chosen per call by
                                        ``choose_conv_algorithm`` (below), with bias, ReLU and pool
                                        fused into the same pass
-Dense [ReLU]                           ``DenseStep``: minicnn/fast/dense.py
+Dense [ReLU | LeakyReLU]               ``DenseStep``: minicnn/fast/dense.py (a LeakyReLU: its slope in the
+                                       bias kernel, kernels/fused.py)
 ReLU, MaxPool2D (alone)                ``KernelStep``: the layer's Numba kernel (kernels/relu.py, pooling.py)
 BatchNormalization                     ``BatchNormStep``: Numba kernels (kernels/batch_norm.py): in training
                                        the batch statistics in one pass, added up over the threads (each
@@ -42,7 +43,7 @@ from minicnn.fast import conv_im2col, conv_single_channel, conv_winograd
 from minicnn.fast import dense as fast_dense
 from minicnn.fast.parallel import split
 from minicnn.kernels import winograd
-from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, MaxPool2D, ReLU
+from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, LeakyReLU, MaxPool2D, ReLU
 from minicnn.layers.base import window_output_size
 
 WINOGRAD_MIN_CHANNELS = 16  # Winograd for 3x3 stride-1 convolutions over at least this many channels ...
@@ -172,29 +173,41 @@ class ConvStep:
 
 
 class DenseStep:
-    """Dense [-> ReLU]: minicnn/fast/dense.py."""
+    """Dense [-> ReLU | LeakyReLU]: minicnn/fast/dense.py."""
 
-    def __init__(self, dense, relu, index):
+    def __init__(self, dense, relu, index, leaky=None):
         self.dense, self.relu, self.index = dense, relu is not None, index
-        self.layers = [dense] + ([relu] if relu is not None else [])
+        self.slope = None if leaky is None else leaky.negative_slope  # a LeakyReLU: its slope in the bias kernel
+        self.layers = [dense] + [layer for layer in (relu, leaky) if layer is not None]
 
     def forward(self, x, kernels, workspace, training):
         x = np.ascontiguousarray(x)
         y = workspace.get((self, "y"), (len(x), self.dense.units), x.dtype)
-        return fast_dense.forward(x, self.dense.kernel.value, self.dense.bias.value, self.relu, kernels, y), (x, y)
+        if self.slope is None:
+            fast_dense.forward(x, self.dense.kernel.value, self.dense.bias.value, self.relu, kernels, y)
+            return y, (x, y, None)
+        positive = workspace.get((self, "positive"), y.shape, np.bool_)
+        np.matmul(x, self.dense.kernel.value, out=y)
+        kernels.bias_leaky_relu_forward_in_place(y, self.dense.bias.value, self.slope, positive)
+        return y, (x, y, positive)
 
     def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
-        x, y = cache
+        x, y, positive = cache
         dz = workspace.get((self, "dz"), y.shape, y.dtype)
         dbias = np.empty(self.dense.units, dtype=y.dtype)
         dx = workspace.get((self, "dx"), x.shape, x.dtype) if need_input_grad else None
-        fast_dense.backward(np.ascontiguousarray(dy), x, y, self.dense.kernel.value, self.relu, kernels, dz,
-                            grads[0], dbias, dx)
+        dy = np.ascontiguousarray(dy)
+        if positive is None:
+            fast_dense.backward(dy, x, y, self.dense.kernel.value, self.relu, kernels, dz, grads[0], dbias, dx)
+        else:
+            kernels.bias_leaky_relu_backward_into(dy, positive, self.slope, dz, dbias)
+            fast_dense.backward(dz, x, y, self.dense.kernel.value, False, kernels, dz, grads[0], dbias, dx)
         grads[1][...] = dbias
         return dx
 
     def describe(self, images):
-        return "dense+relu" if self.relu else "dense", f"{self.dense.input_shape[0]} -> {self.dense.units}, BLAS"
+        after = "+relu" if self.relu else f"+leaky_relu({self.slope:g})" if self.slope is not None else ""
+        return "dense" + after, f"{self.dense.input_shape[0]} -> {self.dense.units}, BLAS"
 
 
 class KernelStep:
@@ -365,7 +378,11 @@ def build_steps(layers):
                 follows += 1
             steps.append(ConvStep(layer, relu, pool, index))
         elif type(layer) is Dense:
-            steps.append(DenseStep(layer, relu, index))
+            leaky = None
+            if relu is None and follows < len(layers) and type(layers[follows]) is LeakyReLU:
+                leaky = layers[follows]
+                follows += 1
+            steps.append(DenseStep(layer, relu, index, leaky))
         elif type(layer) in (ReLU, MaxPool2D):
             steps.append(KernelStep(layer, index))
         elif type(layer) is BatchNormalization:
