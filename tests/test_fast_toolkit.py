@@ -1,6 +1,7 @@
-"""The fast engine's steps for the reports' toolkit (minicnn/fast/plan.py): BatchNormStep, DropoutStep and
-DenseStep with a LeakyReLU, each against the layer functions it replaces, forward and backward, float32 and
-float64, on the Numba kernels and their twins; split over two threads against the whole batch."""
+"""The fast engine's steps for the reports' toolkit (minicnn/fast/plan.py): BatchNormStep [+ ReLU], DropoutStep,
+DenseStep with a LeakyReLU and, at inference, FoldedConvStep, each against the layer functions it replaces,
+forward and backward, float32 and float64, on the Numba kernels and their twins; split over threads against the
+whole batch."""
 import threading
 
 import numpy as np
@@ -8,10 +9,11 @@ import pytest
 
 import minicnn
 from minicnn.errors import ShapeError
+from minicnn.fast import plan
 from minicnn.fast.engine import NUMBA_KERNELS, NUMPY_TWINS
 from minicnn.fast.parallel import Part, Reducer, Workspace, run_in_threads
-from minicnn.fast.plan import BatchNormStep, DenseStep, DropoutStep, build_steps
-from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D
+from minicnn.fast.plan import BatchNormStep, ConvStep, DenseStep, DropoutStep, FoldedConvStep, build_steps
+from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D, ReLU
 from minicnn.layers.dense import dense_backward, dense_forward
 from minicnn.layers.leaky_relu import leaky_relu_backward, leaky_relu_forward
 
@@ -217,3 +219,79 @@ def test_a_failing_thread_does_not_leave_the_other_waiting(monkeypatch):
     thread.start()
     thread.join(timeout=60)
     assert done.is_set()
+
+
+@KERNELS
+@DTYPES
+@pytest.mark.parametrize("parts", [1, 2])
+def test_batch_norm_relu_step_equals_the_layers_in_training(parts, dtype, kernels):
+    layer = batch_norm_layer((4, 5, 6), dtype)
+    relu = ReLU()
+    rng = np.random.default_rng(8)
+    x, dy = (rng.standard_normal((6, 4, 5, 6)).astype(dtype) for _ in range(2))
+    moving = [layer.moving_mean.value.copy(), layer.moving_variance.value.copy()]
+    z, cache = layer.forward(x, True)
+    expected_y, relu_cache = relu.forward(z, True)
+    expected_grads = [np.zeros_like(p.value) for p in layer.parameters()]
+    expected_dx = layer.backward(relu.backward(dy, relu_cache, []), cache, expected_grads)
+    layer.moving_mean.value[...], layer.moving_variance.value[...] = moving
+    step, = build_steps([layer, relu])
+    assert isinstance(step, BatchNormStep) and step.relu
+    y, dx, grads = in_parts(step, x, dy, kernels, parts, [p.shape for p in layer.parameters()])
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(y, expected_y, **tol)
+    np.testing.assert_allclose(dx, expected_dx, **tol)
+    for actual, expected in zip(grads, expected_grads, strict=True):
+        np.testing.assert_allclose(actual, expected, **tol)
+
+
+@KERNELS
+@DTYPES
+@pytest.mark.parametrize("conv, pool", [(Conv2D(6, 3, padding="same"), MaxPool2D(2)),
+                                        (Conv2D(20, 3), None),                      # 20 channels in: Winograd
+                                        (Conv2D(5, (2, 3), strides=2), MaxPool2D(3, strides=2, padding="same"))],
+                         ids=["im2col-pool", "winograd", "strided"])
+def test_folded_conv_step_equals_conv_batchnorm_relu_pool_at_inference(conv, pool, dtype, kernels, monkeypatch):
+    monkeypatch.setattr(plan, "WINOGRAD_MIN_TILES", 1)
+    channels = 20 if conv.filters == 20 else 3
+    norm, relu = BatchNormalization(), ReLU()
+    layers = [conv, norm, relu] + ([pool] if pool else [])
+    minicnn.Sequential(layers, input_shape=(9, 8, channels), dtype=dtype, seed=2)
+    rng = np.random.default_rng(9)
+    for parameter in norm.parameters():
+        parameter.value[...] = rng.standard_normal(norm.input_shape[-1])
+    norm.moving_mean.value[...] = rng.standard_normal(norm.input_shape[-1])
+    norm.moving_variance.value[...] = rng.random(norm.input_shape[-1]) + 0.5
+    x = rng.standard_normal((3, 9, 8, channels)).astype(dtype)
+    step, = build_steps(layers, inference=True)
+    assert isinstance(step, FoldedConvStep)
+    y, _ = step.forward(x, kernels, Workspace(), False)
+    expected = x
+    for layer in layers:
+        expected, _ = layer.forward(expected, False)
+    np.testing.assert_allclose(y, expected, **tolerance(dtype))
+    assert [type(s) for s in build_steps(layers)][:2] == [ConvStep, BatchNormStep]  # training: unfolded
+    with pytest.raises(RuntimeError, match="inference"):
+        step.forward(x, kernels, Workspace(), True)
+
+
+def folded_model(dtype, **settings):
+    layers = [Conv2D(6, 3, padding="same"), BatchNormalization(), ReLU(), MaxPool2D(2), Conv2D(16, 3),
+              BatchNormalization(center=False), Flatten(), Dense(8), BatchNormalization(), ReLU(), Dropout(0.3),
+              Dense(3, activation="softmax")]
+    return minicnn.Sequential(layers, input_shape=(10, 10, 2), dtype=dtype, seed=4, **settings)
+
+
+def test_a_model_with_folded_batch_normalization_trains_and_predicts_as_the_reference():
+    rng = np.random.default_rng(10)
+    x, y = rng.random((12, 10, 10, 2)), rng.integers(0, 3, 12)
+    fast, reference = folded_model("float64", engine="fast", threads=2), folded_model("float64", engine="reference")
+    text = fast.plan(12, print_fn=None)
+    assert "im2col+batchnorm+relu+pool" in text and "folded into its kernel and bias" in text
+    assert "batchnorm+relu" in text  # (the Dense's BatchNormalization + ReLU in training)
+    for model in (fast, reference):
+        model.compile(minicnn.optimizers.Adam(1e-2))
+    for _ in range(3):
+        assert fast.train_step(x, y)[0] == pytest.approx(reference.train_step(x, y)[0], rel=1e-12)
+    np.testing.assert_allclose(fast.predict(x), reference.predict(x), rtol=1e-9, atol=1e-12)
+    assert fast.evaluate(x, y) == pytest.approx(reference.evaluate(x, y), rel=1e-10)

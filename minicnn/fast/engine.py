@@ -56,6 +56,10 @@ class FastEngine:
         self.kernels = NUMBA_KERNELS if kernels == "numba" else NUMPY_TWINS
         self.steps = plan.build_steps(self.layers)
         self.logit_steps = self.steps[:-1] if isinstance(self.steps[-1].layers[-1], Softmax) else self.steps
+        # Predictions: the same, but a BatchNormalization right after a Conv2D is folded into it (plan.py)
+        self.inference_steps = plan.build_steps(self.layers, inference=True)
+        self.inference_logit_steps = (self.inference_steps[:-1] if isinstance(self.inference_steps[-1].layers[-1],
+                                                                              Softmax) else self.inference_steps)
         self.blas_splits_training = not any(isinstance(layer, Conv2D) for layer in self.layers)
         # A layer run as itself that must see the whole batch at once in training: the batch is not split over
         # threads (split, the model would compute something else than on the reference engine). The plan's own
@@ -158,7 +162,7 @@ class FastEngine:
 
     def outputs(self, x, logits_only=False):
         """The model's outputs (or logits) for a prepared batch, split over threads; a new array."""
-        steps = self.logit_steps if logits_only else self.steps
+        steps = self.inference_logit_steps if logits_only else self.inference_steps
         if self.kernels is NUMBA_KERNELS and startup.claim_cold_start(len(x)):
             with self._lock:  # the first small prediction of the process: twins, this thread (fast/startup.py)
                 self._workspace(0).part = Part(0, len(x))
@@ -182,4 +186,9 @@ class FastEngine:
         threads = 1 if self.blas_splits_training or self.whole_batch else resolve_threads(self.threads)
         header = (f"fast engine, {'Numba kernels' if self.kernels is NUMBA_KERNELS else 'NumPy twins'}, "
                   f"batch {batch_size} over {len(split(batch_size, threads))} thread(s):")
-        return header + "\n" + plan.describe(self.steps, batch_size, threads)
+        text = header + "\n" + plan.describe(self.steps, batch_size, threads)
+        folded = [step for step in self.inference_steps if isinstance(step, plan.FoldedConvStep)]
+        if folded:
+            text += ("\nat inference (moving statistics folded into the convolution before them):\n"
+                     + plan.describe(folded, batch_size, resolve_threads(self.threads)))
+        return text

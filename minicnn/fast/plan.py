@@ -14,6 +14,9 @@ ReLU, MaxPool2D (alone)                ``KernelStep``: the layer's Numba kernel 
 BatchNormalization                     ``BatchNormStep``: Numba kernels (kernels/batch_norm.py): in training
                                        the batch statistics in one pass, added up over the threads (each
                                        thread has part of the batch); at inference one affine pass
+Conv2D BatchNormalization [ReLU]       at inference only (``build_steps(layers, inference=True)``):
+  [MaxPool2D]                          ``FoldedConvStep``, the moving statistics folded into the kernel and
+                                       bias, one ConvStep; in training BatchNormStep [+ ReLU] after the ConvStep
 Dropout                                ``DropoutStep``: the mask drawn in a Numba kernel (kernels/dropout.py),
                                        the layer's own hash of (seed, call, element), so any split of the
                                        batch over threads draws the reference engine's mask
@@ -247,11 +250,13 @@ class KernelStep:
 
 
 class BatchNormStep:
-    """BatchNormalization: kernels/batch_norm.py. In training each thread sums its rows, ``workspace.part`` adds the
-    threads' sums up (a barrier), so the statistics are the whole batch's, as on the reference engine."""
+    """BatchNormalization [-> ReLU]: kernels/batch_norm.py. In training each thread sums its rows,
+    ``workspace.part`` adds the threads' sums up (a barrier), so the statistics are the whole batch's, as on the
+    reference engine. A ReLU right after it is fused into the same kernels."""
 
-    def __init__(self, layer, index):
-        self.layer, self.index, self.layers = layer, index, [layer]
+    def __init__(self, layer, index, relu=None, after_relu=False):
+        self.layer, self.index, self.relu, self.after_relu = layer, index, relu is not None, after_relu
+        self.layers = [layer] + ([relu] if relu is not None else [])
 
     def _affine(self, mean, variance, dtype):
         """(inv, scale, shift): the layer's y = x * scale + shift for these statistics."""
@@ -269,8 +274,8 @@ class BatchNormStep:
         y = workspace.get((self, "y"), rows.shape, dtype)
         if not training:
             inv, scale, shift = self._affine(layer.moving_mean.value, layer.moving_variance.value, dtype)
-            kernels.batch_norm_forward_into(rows, scale, shift, y)
-            return y.reshape(x.shape), (False, rows, None, None, scale)
+            kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y)
+            return y.reshape(x.shape), (False, rows, y, None, None, scale)
         part = workspace.part
         layer.check_training_batch(part.total)
         center = layer.moving_mean.value.astype(np.float64)  # the same on every thread: see kernels/batch_norm.py
@@ -285,17 +290,18 @@ class BatchNormStep:
             layer.moving_mean.value[...] = layer.moving_mean.value * momentum + mean * (1 - momentum)
             layer.moving_variance.value[...] = layer.moving_variance.value * momentum + variance * (1 - momentum)
         inv, scale, shift = self._affine(mean, variance, dtype)
-        kernels.batch_norm_forward_into(rows, scale, shift, y)
-        return y.reshape(x.shape), (True, rows, mean, inv, scale)
+        kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y)
+        return y.reshape(x.shape), (True, rows, y, mean, inv, scale)
 
     def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
-        training, rows, mean, inv, scale = cache
+        training, rows, y, mean, inv, scale = cache
         dy_rows = np.ascontiguousarray(dy).reshape(rows.shape)
         dtype = rows.dtype
         if mean is None:  # (gradients at inference: the moving statistics)
             mean = self.layer.moving_mean.value
             inv = 1 / np.sqrt(self.layer.moving_variance.value + dtype.type(self.layer.epsilon))
-        sums = kernels.batch_norm_backward_sums_into(dy_rows, rows, mean, inv, np.zeros((2, rows.shape[1])))
+        sums = kernels.batch_norm_backward_sums_into(dy_rows, y, self.relu, rows, mean, inv,
+                                                     np.zeros((2, rows.shape[1])))
         position = 0
         if self.layer.scale:  # this thread's share: the engine adds the threads' gradient buffers up
             grads[0][...] = sums[1]
@@ -305,18 +311,59 @@ class BatchNormStep:
         if not need_input_grad:
             return None
         dx = workspace.get((self, "dx"), rows.shape, dtype)
-        if not training:
-            np.multiply(dy_rows, scale, out=dx)
+        if not training:  # (dbeta_mean = dgamma_mean = 0: the statistics are constants)
+            zeros = np.zeros(rows.shape[1], dtype=dtype)
+            kernels.batch_norm_backward_into(dy_rows, y, self.relu, rows, mean, inv, scale, zeros, zeros, dx)
             return dx.reshape(dy.shape)
         part = workspace.part
         sums = part.total_of((self, "backward"), sums)
         count = part.total * (len(rows) // len(dy))
-        kernels.batch_norm_backward_into(dy_rows, rows, mean, inv, scale, (sums[0] / count).astype(dtype),
-                                         (sums[1] / count).astype(dtype), dx)
+        kernels.batch_norm_backward_into(dy_rows, y, self.relu, rows, mean, inv, scale,
+                                         (sums[0] / count).astype(dtype), (sums[1] / count).astype(dtype), dx)
         return dx.reshape(dy.shape)
 
     def describe(self, images):
-        return "batchnorm", "kernels: batch statistics in one pass, summed over the threads"
+        why = "kernels: batch statistics in one pass, summed over the threads"
+        if self.after_relu:
+            why += "; after a ReLU: not foldable at inference"
+        return "batchnorm+relu" if self.relu else "batchnorm", why
+
+
+class FoldedConvStep(ConvStep):
+    """At inference, Conv2D -> BatchNormalization [-> ReLU] [-> MaxPool2D] as ONE convolution: BatchNormalization
+    with its moving statistics is a per-filter affine map y = z * scale + shift, so it folds into the convolution
+    (kernel * scale, bias * scale + shift), and the ReLU and pool after it fuse as after any convolution.
+    Training runs the unfolded plan (ConvStep, BatchNormStep: the batch statistics change every step)."""
+
+    def __init__(self, conv, norm, relu, pool, index):
+        super().__init__(conv, relu, pool, index)
+        self.norm = norm
+        self.layers = [layer for layer in (conv, norm, relu, pool) if layer is not None]
+
+    def forward(self, x, kernels, workspace, training):
+        if training:
+            raise RuntimeError("FoldedConvStep is the inference plan's; training uses the unfolded one")
+        norm, dtype = self.norm, x.dtype
+        inv = 1 / np.sqrt(norm.moving_variance.value + dtype.type(norm.epsilon))
+        scale = inv * norm.gamma.value if norm.scale else inv
+        shift = -norm.moving_mean.value * scale
+        if norm.center:
+            shift = shift + norm.beta.value
+        kernel = self.conv.kernel.value * scale               # (KH, KW, C, F) * (F,)
+        bias = self.conv.bias.value * scale + shift
+        g = self.geometry
+        x = np.ascontiguousarray(x)
+        y = workspace.get((self, "y"), (len(x), g.pooled_h, g.pooled_w, g.filters), dtype)
+        argmax = workspace.get((self, "argmax"), y.shape, g.argmax_dtype)
+        name, _ = choose_conv_algorithm(g, len(x))
+        CONV_ALGORITHMS[name].forward(x, kernel, bias, g, kernels, workspace, y, argmax, False)
+        return y, None
+
+    def describe(self, images):
+        name, why = choose_conv_algorithm(self.geometry, images)
+        after = [type(layer).__name__.lower().replace("maxpool2d", "pool").replace("batchnormalization", "batchnorm")
+                 for layer in self.layers[1:]]
+        return "+".join([name] + after), why + "; batchnorm folded into its kernel and bias"
 
 
 class DropoutStep:
@@ -362,31 +409,49 @@ class LayerStep:
         return type(self.layer).__name__.lower(), "the layer's own function"
 
 
-def build_steps(layers):
-    """Group a model's layers into steps: Conv2D [ReLU] [MaxPool2D] and Dense [ReLU] runs fuse."""
+def build_steps(layers, inference=False):
+    """Group a model's layers into steps: Conv2D [ReLU] [MaxPool2D], Dense [ReLU | LeakyReLU] and
+    BatchNormalization [ReLU] runs fuse. ``inference``: the plan for predictions, where a BatchNormalization right
+    after a Conv2D folds into it (FoldedConvStep) with the ReLU and pool after it."""
     steps, index = [], 0
+
+    def next_is(position, kind):
+        return position < len(layers) and type(layers[position]) is kind
+
     while index < len(layers):
         layer = layers[index]
         follows = index + 1
         relu = pool = None
-        if type(layer) in (Conv2D, Dense) and follows < len(layers) and type(layers[follows]) is ReLU:
+        if inference and type(layer) is Conv2D and next_is(follows, BatchNormalization):
+            norm = layers[follows]
+            follows += 1
+            if next_is(follows, ReLU):
+                relu = layers[follows]
+                follows += 1
+            if next_is(follows, MaxPool2D):
+                pool = layers[follows]
+                follows += 1
+            steps.append(FoldedConvStep(layer, norm, relu, pool, index))
+            index = follows
+            continue
+        if type(layer) in (Conv2D, Dense, BatchNormalization) and next_is(follows, ReLU):
             relu = layers[follows]
             follows += 1
         if type(layer) is Conv2D:
-            if follows < len(layers) and type(layers[follows]) is MaxPool2D:
+            if next_is(follows, MaxPool2D):
                 pool = layers[follows]
                 follows += 1
             steps.append(ConvStep(layer, relu, pool, index))
         elif type(layer) is Dense:
             leaky = None
-            if relu is None and follows < len(layers) and type(layers[follows]) is LeakyReLU:
+            if relu is None and next_is(follows, LeakyReLU):
                 leaky = layers[follows]
                 follows += 1
             steps.append(DenseStep(layer, relu, index, leaky))
         elif type(layer) in (ReLU, MaxPool2D):
             steps.append(KernelStep(layer, index))
         elif type(layer) is BatchNormalization:
-            steps.append(BatchNormStep(layer, index))
+            steps.append(BatchNormStep(layer, index, relu, after_relu=index > 0 and type(layers[index - 1]) is ReLU))
         elif type(layer) is Dropout:
             steps.append(DropoutStep(layer, index))
         else:
