@@ -2,10 +2,13 @@
 
 It computes what the reference engine (minicnn/reference.py) computes, to float rounding, with:
 
-1. **Fusion**: Conv2D -> ReLU -> MaxPool2D and Dense -> ReLU runs are single steps (plan.py);
+1. **Fusion**: Conv2D -> ReLU -> MaxPool2D, Dense -> ReLU (or LeakyReLU) and BatchNormalization -> ReLU runs are
+   single steps (plan.py); for predictions, Conv2D -> BatchNormalization [-> ReLU] [-> MaxPool2D] is one
+   convolution with the moving statistics folded in (``inference_steps``);
 2. **Reused buffers**: every array lives in a ``Workspace`` per thread (parallel.py);
 3. **Threads**: a batch is split into parts, one per thread, each with its own gradient buffer, summed once
-   per step; BLAS is held to one thread meanwhile. A model without convolutions (an MLP) trains on one
+   per step (BatchNormalization's batch statistics are added up across the threads within the step:
+   parallel.Reducer); BLAS is held to one thread meanwhile. A model without convolutions (an MLP) trains on one
    thread and lets BLAS use the threads for its large products instead.
 
 ``FastEngine(layers, threads, kernels="numba")``; ``kernels="numpy"`` runs the same plan with every kernel's
