@@ -93,7 +93,7 @@ class BatchNormalization(Layer):
     ``keras.layers.BatchNormalization`` (axis=-1: the channels of NHWC images, the features after Dense)."""
 
     default_name = "batch_normalization"
-    needs_whole_batch = True  # the batch statistics are those of the whole batch
+    needs_whole_batch = True  # the whole batch's statistics (the fast engine's BatchNormStep splits it and adds them up)
 
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, name=None):
         super().__init__(name)

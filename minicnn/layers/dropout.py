@@ -77,7 +77,7 @@ class Dropout(Layer):
     ``train_step``), the identity in ``evaluate``/``predict``."""
 
     default_name = "dropout"
-    needs_whole_batch = True  # one mask per call, drawn for the whole batch
+    needs_whole_batch = True  # one mask per call for the whole batch (the fast engine's DropoutStep draws a thread's rows of it)
 
     def __init__(self, rate, seed=None, name=None):
         super().__init__(name)
