@@ -247,13 +247,15 @@ def test_batch_norm_relu_step_equals_the_layers_in_training(parts, dtype, kernel
 
 @KERNELS
 @DTYPES
-@pytest.mark.parametrize("conv, pool", [(Conv2D(6, 3, padding="same"), MaxPool2D(2)),
-                                        (Conv2D(20, 3), None),                      # 20 channels in: Winograd
-                                        (Conv2D(5, (2, 3), strides=2), MaxPool2D(3, strides=2, padding="same"))],
-                         ids=["im2col-pool", "winograd", "strided"])
-def test_folded_conv_step_equals_conv_batchnorm_relu_pool_at_inference(conv, pool, dtype, kernels, monkeypatch):
+@pytest.mark.parametrize("conv, pool, channels, algorithm", [
+    (Conv2D(6, 3, padding="same"), MaxPool2D(2), 3, "im2col"),
+    (Conv2D(20, 3), None, 20, "winograd"),
+    (Conv2D(5, (2, 3), strides=2), MaxPool2D(3, strides=2, padding="same"), 3, "im2col"),
+    (Conv2D(6, 3, padding="same"), MaxPool2D(2), 1, "single-channel")], ids=["im2col-pool", "winograd", "strided",
+                                                                           "single-channel"])
+def test_folded_conv_step_equals_conv_batchnorm_relu_pool_at_inference(conv, pool, channels, algorithm, dtype,
+                                                                       kernels, monkeypatch):
     monkeypatch.setattr(plan, "WINOGRAD_MIN_TILES", 1)
-    channels = 20 if conv.filters == 20 else 3
     norm, relu = BatchNormalization(), ReLU()
     layers = [conv, norm, relu] + ([pool] if pool else [])
     minicnn.Sequential(layers, input_shape=(9, 8, channels), dtype=dtype, seed=2)
@@ -264,7 +266,7 @@ def test_folded_conv_step_equals_conv_batchnorm_relu_pool_at_inference(conv, poo
     norm.moving_variance.value[...] = rng.random(norm.input_shape[-1]) + 0.5
     x = rng.standard_normal((3, 9, 8, channels)).astype(dtype)
     step, = build_steps(layers, inference=True)
-    assert isinstance(step, FoldedConvStep)
+    assert isinstance(step, FoldedConvStep) and step.describe(len(x))[0].startswith(algorithm + "+batchnorm")
     y, _ = step.forward(x, kernels, Workspace(), False)
     expected = x
     for layer in layers:
