@@ -69,10 +69,12 @@ def in_parts(step, x, dy, kernels, parts, grads_shapes):
 @pytest.mark.parametrize("input_shape, settings", [((5, 4, 3), {}), ((6,), {}), ((3, 2, 4), {"center": False}),
                                                    ((7,), {"scale": False, "center": False})])
 @pytest.mark.parametrize("parts", [1, 2, 3])
-def test_batch_norm_step_equals_the_layer_in_training(input_shape, settings, parts, dtype, kernels):
+@pytest.mark.parametrize("with_relu", [False, True], ids=["batchnorm", "batchnorm+relu"])
+def test_batch_norm_step_equals_the_layer_in_training(input_shape, settings, parts, with_relu, dtype, kernels):
     """Forward (output and moving statistics) and backward (dx, dgamma, dbeta), the batch whole or split over
-    threads whose statistics are added up."""
+    threads whose statistics are added up; with a ReLU after it, fused into the step."""
     layer = batch_norm_layer(input_shape, dtype, **settings)
+    relu = ReLU() if with_relu else None
     rng = np.random.default_rng(2)
     x = (rng.standard_normal((9, *input_shape)) * 2 + 3).astype(dtype)
     dy = rng.standard_normal(x.shape).astype(dtype)
@@ -80,10 +82,14 @@ def test_batch_norm_step_equals_the_layer_in_training(input_shape, settings, par
     expected_y, cache = layer.forward(x, True)
     expected_moving = [layer.moving_mean.value.copy(), layer.moving_variance.value.copy()]
     expected_grads = [np.zeros_like(p.value) for p in layer.parameters()]
-    expected_dx = layer.backward(dy, cache, expected_grads)
+    dz = dy
+    if relu is not None:
+        expected_y, relu_cache = relu.forward(expected_y, True)
+        dz = relu.backward(dy, relu_cache, [])
+    expected_dx = layer.backward(dz, cache, expected_grads)
     layer.moving_mean.value[...], layer.moving_variance.value[...] = moving
-    step, = build_steps([layer])
-    assert isinstance(step, BatchNormStep)
+    step, = build_steps([layer] + ([relu] if relu is not None else []))
+    assert isinstance(step, BatchNormStep) and step.relu == with_relu
     y, dx, grads = in_parts(step, x, dy, kernels, parts, [p.shape for p in layer.parameters()])
     tol = tolerance(dtype)
     np.testing.assert_allclose(y, expected_y, **tol)
@@ -219,30 +225,6 @@ def test_a_failing_thread_does_not_leave_the_other_waiting(monkeypatch):
     thread.start()
     thread.join(timeout=60)
     assert done.is_set()
-
-
-@KERNELS
-@DTYPES
-@pytest.mark.parametrize("parts", [1, 2])
-def test_batch_norm_relu_step_equals_the_layers_in_training(parts, dtype, kernels):
-    layer = batch_norm_layer((4, 5, 6), dtype)
-    relu = ReLU()
-    rng = np.random.default_rng(8)
-    x, dy = (rng.standard_normal((6, 4, 5, 6)).astype(dtype) for _ in range(2))
-    moving = [layer.moving_mean.value.copy(), layer.moving_variance.value.copy()]
-    z, cache = layer.forward(x, True)
-    expected_y, relu_cache = relu.forward(z, True)
-    expected_grads = [np.zeros_like(p.value) for p in layer.parameters()]
-    expected_dx = layer.backward(relu.backward(dy, relu_cache, []), cache, expected_grads)
-    layer.moving_mean.value[...], layer.moving_variance.value[...] = moving
-    step, = build_steps([layer, relu])
-    assert isinstance(step, BatchNormStep) and step.relu
-    y, dx, grads = in_parts(step, x, dy, kernels, parts, [p.shape for p in layer.parameters()])
-    tol = tolerance(dtype)
-    np.testing.assert_allclose(y, expected_y, **tol)
-    np.testing.assert_allclose(dx, expected_dx, **tol)
-    for actual, expected in zip(grads, expected_grads, strict=True):
-        np.testing.assert_allclose(actual, expected, **tol)
 
 
 @KERNELS
