@@ -3,4 +3,5 @@ import sys
 
 from minicnn.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # (not in a Dask worker process, which re-imports this module)
+    sys.exit(main())

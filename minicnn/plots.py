@@ -262,3 +262,36 @@ def feature_maps(layer_name, outputs, images, class_names, labels, max_channels=
     shown = f", first {channels} of {outputs.shape[-1]} channels" if spatial and channels < outputs.shape[-1] else ""
     figure.suptitle(f"{layer_name}: output {shape}{shown}", fontsize=10, y=1 - 0.15 / height, va="top")
     return figure
+
+
+def grid_axis(name, points):
+    """An experiment grid's test accuracy against one axis (minicnn/grid.py): ``points`` are (axis value,
+    accuracy in [0, 1]) pairs, one per run; a dot per run, a line through the mean at each value. Numbers are
+    spaced by value (on a log scale if they span a factor of 10 or more), anything else evenly in the order given."""
+    values = list(dict.fromkeys(value for value, _ in points))
+    numeric = all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values)
+    log = numeric and min(values) > 0 and max(values) / min(values) >= 10
+    if numeric:
+        values.sort()
+    position = {value: (value if numeric else index) for index, value in enumerate(values)}
+    figure = new_figure(5.5, 3.5)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.scatter([position[value] for value, _ in points], [accuracy * 100 for _, accuracy in points], s=18,
+                 color=CURVE_COLORS["training"], alpha=0.6, label="a run")
+    means = [np.mean([accuracy for value, accuracy in points if value == v]) * 100 for v in values]
+    axes.plot([position[value] for value in values], means, "-o", color=CURVE_COLORS["validation"], label="mean")
+    if log:
+        axes.set_xscale("log")
+        axes.minorticks_off()
+    if numeric and len(values) <= 10:  # the grid's own values as the ticks (0.0003, not 3 x 10^-4)
+        axes.set_xticks(values, labels=[f"{value:g}" for value in values], fontsize=8)
+    if not numeric:
+        axes.set_xticks(range(len(values)), labels=[str(value) if value != "" else "(none)" for value in values],
+                        fontsize=8)
+    axes.set_xlabel(name)
+    axes.set_ylabel("test accuracy (%)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    axes.set_title(f"test accuracy by {name}", fontsize=10)
+    figure.tight_layout()
+    return figure

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minicnn.kernels import optim, pooling, relu, softmax_xent
+from minicnn.kernels import batch_norm, dropout, fused, optim, pooling, relu, softmax_xent
 from minicnn.kernels.jit import KernelTable, LazyKernel, all_kernels
 
 pytestmark = pytest.mark.twins  # .ci/run runs these again under each OPENBLAS_CORETYPE
@@ -147,3 +147,75 @@ def test_affine_warp_forward_and_backward(dtype, fill_mode, nearest):
     actual = warp.affine_warp_backward_numba(dy, transforms, fill_mode, nearest)
     assert actual.dtype == dtype
     np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6 if dtype == np.float32 else 1e-14)  # sum order
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 5, 4, 7), (10, 3), (1, 1)])
+def test_dropout_kernels_draw_the_layers_mask(shape, dtype):
+    """The mask is the layer's (minicnn/layers/dropout.py), bit for bit, at any offset into the batch."""
+    rng = np.random.default_rng(7)
+    x, dy = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    for rate, seed, call, offset in [(0.3, 5, 0, 0), (0.5, 2 ** 31 - 1, 17, 1234), (0.9, 0, 3, 7)]:
+        results = []
+        for forward in (dropout.dropout_forward_into_numpy, dropout.dropout_forward_into_numba):
+            y, mask = np.empty_like(x), np.empty(shape, dtype=np.bool_)
+            forward(x, rate, seed, call, offset, y, mask)
+            results.append((y, mask))
+        np.testing.assert_array_equal(results[1][1], results[0][1])
+        np.testing.assert_array_equal(results[1][0], results[0][0])
+        mask = results[0][1]
+        dx = [backward(dy, mask, rate, np.empty_like(dy))
+              for backward in (dropout.dropout_backward_into_numpy, dropout.dropout_backward_into_numba)]
+        np.testing.assert_array_equal(dx[1], dx[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows, features", [(200, 7), (3, 1), (64, 33)])
+def test_batch_norm_kernels(rows, features, dtype):
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((rows, features)) * 3 + 5).astype(dtype)
+    dy = rng.standard_normal((rows, features)).astype(dtype)
+    shift = rng.standard_normal(features)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    sums = [kernel(x, shift, np.ones((2, features)))
+            for kernel in (batch_norm.batch_norm_sums_into_numpy, batch_norm.batch_norm_sums_into_numba)]
+    np.testing.assert_allclose(sums[1], sums[0], rtol=1e-12)
+    scale, offset = (rng.standard_normal(features).astype(dtype) for _ in range(2))
+    mean, inv = x.mean(axis=0), (1 / (x.std(axis=0) + 1)).astype(dtype)
+    dbeta_mean, dgamma_mean = (rng.standard_normal(features).astype(dtype) for _ in range(2))
+    for with_relu in (False, True):
+        y = [kernel(x, scale, offset, with_relu, np.empty_like(x))
+             for kernel in (batch_norm.batch_norm_forward_into_numpy, batch_norm.batch_norm_forward_into_numba)]
+        np.testing.assert_array_equal(y[1], y[0])
+        assert not with_relu or (y[0] >= 0).all()
+        y = y[0]
+        sums = [kernel(dy, y, with_relu, x, mean, inv, np.zeros((2, features))) for kernel in
+                (batch_norm.batch_norm_backward_sums_into_numpy, batch_norm.batch_norm_backward_sums_into_numba)]
+        np.testing.assert_allclose(sums[1], sums[0], rtol=1e-9, atol=1e-12)
+        dx = [kernel(dy, y, with_relu, x, mean, inv, scale, dbeta_mean, dgamma_mean, np.empty_like(x)) for kernel in
+              (batch_norm.batch_norm_backward_into_numpy, batch_norm.batch_norm_backward_into_numba)]
+        np.testing.assert_allclose(dx[1], dx[0], rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("slope", [0.2, 0.0])
+def test_bias_leaky_relu_kernels(slope, dtype):
+    rng = np.random.default_rng(9)
+    z, dy = (rng.standard_normal((6, 9)).astype(dtype) for _ in range(2))
+    z[0, :3] = 0  # (x >= 0 keeps x: the layer's rule at exactly 0)
+    bias = rng.standard_normal(9).astype(dtype)
+    bias[:3] = 0
+    results = []
+    for forward in (fused.bias_leaky_relu_forward_in_place_numpy, fused.bias_leaky_relu_forward_in_place_numba):
+        y, positive = z.copy(), np.empty(z.shape, dtype=np.bool_)
+        forward(y, bias, slope, positive)
+        results.append((y, positive))
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    np.testing.assert_array_equal(results[1][1], results[0][1])
+    grads = []
+    for backward in (fused.bias_leaky_relu_backward_into_numpy, fused.bias_leaky_relu_backward_into_numba):
+        dz, dbias = np.empty_like(dy), np.empty(9, dtype=dtype)
+        backward(dy, results[0][1], slope, dz, dbias)
+        grads.append((dz, dbias))
+    np.testing.assert_array_equal(grads[1][0], grads[0][0])
+    np.testing.assert_allclose(grads[1][1], grads[0][1], rtol=1e-5 if dtype == np.float32 else 1e-12)

@@ -133,8 +133,14 @@ def test_whole_model_with_every_new_layer_gradients(engine):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_fast_and_reference_engines_agree_on_every_new_layer(dtype):
     """Five Adam steps with dropout on (the same masks: same seeds, same call numbers), then evaluate/predict
-    with the moving statistics: the fast engine (two threads asked for; a model with BatchNormalization or Dropout
-    trains on the whole batch at once) against the reference engine."""
+    with the moving statistics: the fast engine (two threads: each computes half the batch, the batch statistics
+    are added up over both, each draws its rows of the dropout masks) against the reference engine.
+
+    float32: the first step agrees to 1e-6; later ones to 1e-3 only. The biases right before a BatchNormalization
+    (and conv2d_1's, whose effect the Dense + BatchNormalization after it nearly cancels) have gradients of rounding
+    size, and Adam's first update is lr * g / (|g| + epsilon): their rounding decides a 1e-3 change of those
+    biases (the fast engine's statistics are computed in one float64 pass, the reference's in two float32 passes).
+    float64 holds every step to 1e-12."""
     rng = np.random.default_rng(1)
     models = {engine: every_new_layer_model(engine, dtype) for engine in ("reference", "fast", "twins")}
     models["fast"].threads = 2
@@ -146,15 +152,16 @@ def test_fast_and_reference_engines_agree_on_every_new_layer(dtype):
             if model.optimizer is None:
                 model.compile(minicnn.optimizers.Adam(1e-2))
             losses[engine].append(model.train_step(x, y)[0])
-    tolerance = 1e-12 if dtype == "float64" else 2e-5
+    tolerance = 1e-12 if dtype == "float64" else 1e-3
     x_test = rng.standard_normal((7, 9, 9, 2)).astype(dtype)
     reference = models["reference"]
     for engine in ("fast", "twins"):
+        assert losses[engine][0] == pytest.approx(losses["reference"][0], rel=1e-12 if dtype == "float64" else 1e-6)
         np.testing.assert_allclose(losses[engine], losses["reference"], rtol=tolerance)
         for w, w_ref in zip(models[engine].get_weights(), reference.get_weights()):
-            np.testing.assert_allclose(w, w_ref, rtol=100 * tolerance, atol=100 * tolerance)
+            np.testing.assert_allclose(w, w_ref, rtol=100 * tolerance, atol=min(100 * tolerance, 1e-2))
         np.testing.assert_allclose(models[engine].predict(x_test), reference.predict(x_test), rtol=100 * tolerance,
-                                   atol=100 * tolerance)
+                                   atol=min(100 * tolerance, 1e-2))
     assert losses["reference"][0] > reference.regularization_penalty() > 0
 
 
@@ -311,13 +318,22 @@ def test_report_models():
 
 
 def test_report001_trains_and_predicts_on_both_engines():
-    """Two steps of the real report001 at batch 16 on each engine (fast and reference agree), then predict."""
+    """Two steps of the real report001 at batch 16 on each engine (fast and reference agree in float64), then
+    predict. float32 is checked against float64 loosely: on these random images (all alike) BatchNormalization's
+    input gradient is a small remainder of dy after its mean and xhat terms are taken off, so float32 loses digits
+    there on either engine (first-step kernel gradients off by 2e-2 relative, the reference's up to 1e-1), and
+    Adam turns that into a 1e-3 loss difference at the second step."""
     rng = np.random.default_rng(5)
     x, y = rng.random((16, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 16)
-    models = [minicnn.report001(engine=engine) for engine in ("fast", "reference")]
-    results = []
-    for model in models:
+    results, models = {}, {}
+    for engine, dtype in [("fast", "float64"), ("reference", "float64"), ("fast", "float32")]:
+        model = models[engine, dtype] = minicnn.report001(engine=engine, dtype=dtype)
         model.compile(minicnn.optimizers.Adam(1e-3))
-        results.append([model.train_step(x, y)[0] for _ in range(2)])
-    np.testing.assert_allclose(results[0], results[1], rtol=1e-4)
-    np.testing.assert_allclose(models[0].predict(x[:5]), models[1].predict(x[:5]), atol=1e-4)
+        results[engine, dtype] = [model.train_step(x.astype(dtype), y)[0] for _ in range(2)]
+    np.testing.assert_allclose(results["fast", "float64"], results["reference", "float64"], rtol=1e-10)
+    assert results["fast", "float32"][0] == pytest.approx(results["reference", "float64"][0], rel=1e-5)
+    np.testing.assert_allclose(results["fast", "float32"], results["reference", "float64"], rtol=2e-3)
+    np.testing.assert_allclose(models["fast", "float64"].predict(x[:5]), models["reference", "float64"].predict(x[:5]),
+                               atol=1e-10)
+    np.testing.assert_allclose(models["fast", "float32"].predict(x[:5]), models["reference", "float64"].predict(x[:5]),
+                               atol=1e-3)

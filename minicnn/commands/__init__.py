@@ -13,4 +13,5 @@ COMMANDS = {  # name: module under minicnn.commands
     "assign": "assign",
     "grade": "grade",
     "bugs": "bugs",
+    "grid": "grid",
 }

@@ -2,10 +2,13 @@
 
 It computes what the reference engine (minicnn/reference.py) computes, to float rounding, with:
 
-1. **Fusion**: Conv2D -> ReLU -> MaxPool2D and Dense -> ReLU runs are single steps (plan.py);
+1. **Fusion**: Conv2D -> ReLU -> MaxPool2D, Dense -> ReLU (or LeakyReLU) and BatchNormalization -> ReLU runs are
+   single steps (plan.py); for predictions, Conv2D -> BatchNormalization [-> ReLU] [-> MaxPool2D] is one
+   convolution with the moving statistics folded in (``inference_steps``);
 2. **Reused buffers**: every array lives in a ``Workspace`` per thread (parallel.py);
 3. **Threads**: a batch is split into parts, one per thread, each with its own gradient buffer, summed once
-   per step; BLAS is held to one thread meanwhile. A model without convolutions (an MLP) trains on one
+   per step (BatchNormalization's batch statistics are added up across the threads within the step:
+   parallel.Reducer); BLAS is held to one thread meanwhile. A model without convolutions (an MLP) trains on one
    thread and lets BLAS use the threads for its large products instead.
 
 ``FastEngine(layers, threads, kernels="numba")``; ``kernels="numpy"`` runs the same plan with every kernel's
@@ -18,9 +21,18 @@ import threading
 import numpy as np
 
 from minicnn.fast import plan, small_batch, startup
-from minicnn.fast.parallel import ONE_BLAS_THREAD, Workspace, blas_threads, resolve_threads, run_in_threads, split
+from minicnn.fast.parallel import (
+    ONE_BLAS_THREAD,
+    Part,
+    Reducer,
+    Workspace,
+    blas_threads,
+    resolve_threads,
+    run_in_threads,
+    split,
+)
 from minicnn.kernels.jit import KernelTable
-from minicnn.layers import Conv2D, Softmax
+from minicnn.layers import Conv2D, Dropout, Softmax
 from minicnn.losses import softmax_cross_entropy
 
 # A model without convolutions lets BLAS use the threads only for batches of at least this many rows; smaller
@@ -52,19 +64,24 @@ class FastEngine:
         self.kernels = NUMBA_KERNELS if kernels == "numba" else NUMPY_TWINS
         self.steps = plan.build_steps(self.layers)
         self.logit_steps = self.steps[:-1] if isinstance(self.steps[-1].layers[-1], Softmax) else self.steps
+        # Predictions: the same, but a BatchNormalization right after a Conv2D is folded into it (plan.py)
+        self.inference_steps = plan.build_steps(self.layers, inference=True)
+        self.inference_logit_steps = (self.inference_steps[:-1] if isinstance(self.inference_steps[-1].layers[-1],
+                                                                              Softmax) else self.inference_steps)
         self.blas_splits_training = not any(isinstance(layer, Conv2D) for layer in self.layers)
-        # A layer that must see the whole batch at once in training (BatchNormalization's batch statistics,
-        # Dropout's per-call mask): the batch is not split over threads (split, the model would compute something
-        # else than on the reference engine). A CNN then trains on one thread with one BLAS thread (BLAS threads
-        # make Winograd's many small products several times slower); an MLP lets BLAS use the threads as ever.
-        # Augmentation layers at the start of a model (no parameters, nothing to backpropagate into) run on the
-        # whole batch in the calling thread, before the batch is split: one draw per step, as on the reference
-        # engine, without keeping the rest of the model on one thread.
+        # A layer run as itself that must see the whole batch at once in training: the batch is not split over
+        # threads (split, the model would compute something else than on the reference engine). The plan's own
+        # BatchNormStep and DropoutStep do split: the threads add up their batch statistics (Part/Reducer in
+        # parallel.py) and draw their rows of the whole batch's mask. Augmentation layers at the start of a model
+        # (no parameters, nothing to backpropagate into) run on the whole batch in the calling thread, before the
+        # batch is split: one draw per step, as on the reference engine; elsewhere in a model they keep it whole.
         self.leading = 0
         while self.leading < len(self.steps) - 1 and getattr(self.steps[self.leading].layers[0], "augments", False):
             self.leading += 1
-        self.whole_batch = any(layer.needs_whole_batch for step in self.steps[self.leading:] for layer in step.layers)
-        self.small_batch = small_batch.SmallBatchPath(self.steps)  # predictions on a few images
+        self.whole_batch = any(layer.needs_whole_batch for step in self.steps[self.leading:]
+                               if isinstance(step, (plan.LayerStep, plan.AugmentStep)) for layer in step.layers)
+        self.dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
+        self.small_batch = small_batch.SmallBatchPath(self.inference_steps)  # predictions on a few images
         self.workspaces = []
         self.thread_grads = []  # per extra thread: (flat gradient buffer, per-layer views into it)
         self._lock = threading.Lock()
@@ -119,12 +136,21 @@ class FastEngine:
             x = out
         return x
 
+    def _advance_dropout(self):
+        """One training call done: the next draws new masks (the reference engine's layers count their calls)."""
+        for layer in self.dropouts:
+            if layer.rate > 0:
+                layer.calls += 1
+
     # -- what Sequential calls
     def loss_and_gradients(self, x, y, grads, scale, need_input_grad):
         """One thread: (sum of losses, correct predictions, dLoss/dx or None); parameter gradients into grads."""
         with self._lock, ONE_BLAS_THREAD:
+            workspace = self._workspace(0)
+            workspace.part = Part(0, len(x))
             loss_sum, correct, dx = self._loss_and_gradients(x, y, grads, scale, need_input_grad, self.kernels,
-                                                             self._workspace(0))
+                                                             workspace)
+            self._advance_dropout()
             return loss_sum, correct, (None if dx is None else np.array(dx))
 
     def gradients(self, x, y, grads, flat_grads):
@@ -138,16 +164,28 @@ class FastEngine:
                 x = self.augment(x)
         if self.blas_splits_training and threads > 1 and len(x) >= BLAS_THREADS_MIN_ROWS:
             with self._lock, blas_threads(threads):
-                loss_sum, correct, _ = self._loss_and_gradients(x, y, grads, scale, False, self.kernels,
-                                                                self._workspace(0), skip)
+                workspace = self._workspace(0)
+                workspace.part = Part(0, len(x))
+                loss_sum, correct, _ = self._loss_and_gradients(x, y, grads, scale, False, self.kernels, workspace,
+                                                                skip)
+                self._advance_dropout()
             return loss_sum, correct
         parts = [(0, len(x))] if self.whole_batch or self.blas_splits_training else split(len(x), threads)
+        reducer = Reducer(len(parts))
 
         def part(slot):
             start, stop = parts[slot]
             own = grads if slot == 0 else self._grads_for(slot, flat_grads)[1]
-            loss_sum, correct, _ = self._loss_and_gradients(x[start:stop], y[start:stop], own, scale, False,
-                                                            self.kernels, self._workspace(slot), skip)
+            workspace = self._workspace(slot)
+            workspace.part = Part(start, len(x), slot, reducer)
+            try:
+                loss_sum, correct, _ = self._loss_and_gradients(x[start:stop], y[start:stop], own, scale, False,
+                                                                self.kernels, workspace, skip)
+            except threading.BrokenBarrierError:
+                return None  # another thread failed: its own error is the one raised (run_in_threads)
+            except BaseException:
+                reducer.abort()  # (a thread waiting for this one's batch statistics stops waiting)
+                raise
             return loss_sum, correct
 
         with self._lock, ONE_BLAS_THREAD:
@@ -156,19 +194,22 @@ class FastEngine:
             results = run_in_threads(part, len(parts))
             for slot in range(1, len(parts)):
                 flat_grads += self._grads_for(slot, flat_grads)[0]
+            self._advance_dropout()
         return sum(r[0] for r in results), sum(r[1] for r in results)
 
     def outputs(self, x, logits_only=False):
         """The model's outputs (or logits) for a prepared batch, split over threads; a new array."""
-        steps = self.logit_steps if logits_only else self.steps
+        steps = self.inference_logit_steps if logits_only else self.inference_steps
         if self.kernels is NUMBA_KERNELS and startup.claim_cold_start(len(x)):
             with self._lock:  # the first small prediction of the process: twins, this thread (fast/startup.py)
+                self._workspace(0).part = Part(0, len(x))
                 return np.array(self._forward(steps, x, NUMPY_TWINS, self._workspace(0), False)[0])
         if len(x) <= small_batch.MAX_IMAGES:
             return self._small_batch_outputs(x, logits_only)
         parts = split(len(x), resolve_threads(self.threads))
         with self._lock, ONE_BLAS_THREAD:  # (one BLAS thread even for one image: waking its threads costs more)
-            self._workspace(len(parts) - 1)  # (made here, before the threads start)
+            for slot, (start, _) in enumerate(parts):  # (made here, before the threads start)
+                self._workspace(slot).part = Part(start, len(x), slot)
             results = run_in_threads(
                 lambda slot: np.array(self._forward(steps, x[parts[slot][0]:parts[slot][1]], self.kernels,
                                                     self._workspace(slot), False)[0]), len(parts))
@@ -179,10 +220,11 @@ class FastEngine:
         path = self.small_batch
         with self._lock:
             workspace = self._workspace(0)
+            workspace.part = Part(0, len(x))
             if path.operations is None or len(x) > small_batch.TAIL_MAX_IMAGES:
                 with ONE_BLAS_THREAD:
-                    return np.array(self._forward(self.logit_steps if logits_only else self.steps, x, self.kernels,
-                                                  workspace, False)[0])
+                    steps = self.inference_logit_steps if logits_only else self.inference_steps
+                    return np.array(self._forward(steps, x, self.kernels, workspace, False)[0])
             if path.head:
                 with ONE_BLAS_THREAD:
                     x = self._forward(path.head, x, self.kernels, workspace, False)[0]
@@ -199,4 +241,8 @@ class FastEngine:
         header = (f"fast engine, {'Numba kernels' if self.kernels is NUMBA_KERNELS else 'NumPy twins'}, "
                   f"batch {batch_size} over {len(split(batch_size, threads))} thread(s):")
         text = header + "\n" + plan.describe(self.steps, batch_size, threads)
+        folded = [step for step in self.inference_steps if isinstance(step, plan.FoldedConvStep)]
+        if folded:
+            text += ("\nat inference (moving statistics folded into the convolution before them):\n"
+                     + plan.describe(folded, batch_size, resolve_threads(self.threads)))
         return text + "\n" + self.small_batch.describe()

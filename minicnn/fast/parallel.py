@@ -135,6 +135,7 @@ class Workspace:
     so a fit() whose last batch is smaller, or predict() after fit(), allocates nothing new."""
 
     def __init__(self):
+        self.part = Part(0, 0)  # the rows this thread computes (set by the engine for each call)
         self._buffers = {}
         self._views = {}  # (key, shape, dtype) -> the view last handed out (saves re-slicing every call)
 
@@ -155,3 +156,44 @@ class Workspace:
 
     def nbytes(self):
         return sum(buffer.nbytes for buffer in self._buffers.values())
+
+
+class Reducer:
+    """Partial sums of the threads working on one batch, added up: what BatchNormalization's batch statistics need.
+
+    ``total(key, slot, array)``: each of the ``count`` threads hands in its own array under the same key and waits
+    until all have (a barrier); every thread then gets the same total, added in slot order (the same numbers on
+    every thread). One Reducer per training step; a key per reduction (a layer's forward sums, its backward sums).
+    A thread that fails calls ``abort()`` so that the others stop waiting (threading.BrokenBarrierError).
+    """
+
+    def __init__(self, count):
+        self.count = count
+        self._barrier = threading.Barrier(count) if count > 1 else None
+        self._parts = {}
+
+    def total(self, key, slot, array):
+        if self._barrier is None:
+            return array
+        self._parts[key, slot] = array
+        self._barrier.wait()
+        total = self._parts[key, 0].copy()
+        for other in range(1, self.count):
+            total += self._parts[key, other]
+        return total
+
+    def abort(self):
+        if self._barrier is not None:
+            self._barrier.abort()
+
+
+class Part:
+    """Which rows of the batch a thread computes (``start`` of ``total``), its ``slot``, and the ``reducer`` that
+    adds up its sums with the other threads' (None: one thread). Set on each thread's Workspace (``part``)."""
+
+    def __init__(self, start, total, slot=0, reducer=None):
+        self.start, self.total, self.slot, self.reducer = start, total, slot, reducer
+
+    def total_of(self, key, array):
+        """The sum of ``array`` over the threads (this thread's own if it is alone)."""
+        return array if self.reducer is None else self.reducer.total(key, self.slot, array)

@@ -8,10 +8,20 @@ layers                                 step
 Conv2D [ReLU] [MaxPool2D]              ``ConvStep``: one of three algorithms, chosen per call by
                                        ``choose_conv_algorithm`` (below), with bias, ReLU and pool
                                        fused into the same pass
-Dense [ReLU]                           ``DenseStep``: minicnn/fast/dense.py
+Dense [ReLU | LeakyReLU]               ``DenseStep``: minicnn/fast/dense.py (a LeakyReLU: its slope in the
+                                       bias kernel, kernels/fused.py)
 ReLU, MaxPool2D (alone)                ``KernelStep``: the layer's Numba kernel (kernels/relu.py, pooling.py)
 RandomRotation/Translation/Zoom        ``AugmentStep``: the layer's draw, then the warp kernel (kernels/warp.py);
                                        at the start of a model, run on the whole batch before it is split
+BatchNormalization                     ``BatchNormStep``: Numba kernels (kernels/batch_norm.py): in training
+                                       the batch statistics in one pass, added up over the threads (each
+                                       thread has part of the batch); at inference one affine pass
+Conv2D BatchNormalization [ReLU]       at inference only (``build_steps(layers, inference=True)``):
+  [MaxPool2D]                          ``FoldedConvStep``, the moving statistics folded into the kernel and
+                                       bias, one ConvStep; in training BatchNormStep [+ ReLU] after the ConvStep
+Dropout                                ``DropoutStep``: the mask drawn in a Numba kernel (kernels/dropout.py),
+                                       the layer's own hash of (seed, call, element), so any split of the
+                                       batch over threads draws the reference engine's mask
 Flatten, Softmax, ...                  ``LayerStep``: the layer's own functions (cheap: a reshape, 10 numbers)
 =====================================  =============================================================
 
@@ -40,7 +50,7 @@ from minicnn.fast import conv_im2col, conv_single_channel, conv_single_channel_r
 from minicnn.fast import dense as fast_dense
 from minicnn.fast.parallel import split
 from minicnn.kernels import winograd
-from minicnn.layers import Conv2D, Dense, MaxPool2D, ReLU
+from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, LeakyReLU, MaxPool2D, ReLU
 from minicnn.layers.base import window_output_size
 
 WINOGRAD_MIN_CHANNELS = 16  # Winograd for 3x3 stride-1 convolutions over at least this many channels ...
@@ -174,29 +184,41 @@ class ConvStep:
 
 
 class DenseStep:
-    """Dense [-> ReLU]: minicnn/fast/dense.py."""
+    """Dense [-> ReLU | LeakyReLU]: minicnn/fast/dense.py."""
 
-    def __init__(self, dense, relu, index):
+    def __init__(self, dense, relu, index, leaky=None):
         self.dense, self.relu, self.index = dense, relu is not None, index
-        self.layers = [dense] + ([relu] if relu is not None else [])
+        self.slope = None if leaky is None else leaky.negative_slope  # a LeakyReLU: its slope in the bias kernel
+        self.layers = [dense] + [layer for layer in (relu, leaky) if layer is not None]
 
     def forward(self, x, kernels, workspace, training):
         x = np.ascontiguousarray(x)
         y = workspace.get((self, "y"), (len(x), self.dense.units), x.dtype)
-        return fast_dense.forward(x, self.dense.kernel.value, self.dense.bias.value, self.relu, kernels, y), (x, y)
+        if self.slope is None:
+            fast_dense.forward(x, self.dense.kernel.value, self.dense.bias.value, self.relu, kernels, y)
+            return y, (x, y, None)
+        positive = workspace.get((self, "positive"), y.shape, np.bool_)
+        np.matmul(x, self.dense.kernel.value, out=y)
+        kernels.bias_leaky_relu_forward_in_place(y, self.dense.bias.value, self.slope, positive)
+        return y, (x, y, positive)
 
     def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
-        x, y = cache
+        x, y, positive = cache
         dz = workspace.get((self, "dz"), y.shape, y.dtype)
         dbias = np.empty(self.dense.units, dtype=y.dtype)
         dx = workspace.get((self, "dx"), x.shape, x.dtype) if need_input_grad else None
-        fast_dense.backward(np.ascontiguousarray(dy), x, y, self.dense.kernel.value, self.relu, kernels, dz,
-                            grads[0], dbias, dx)
+        dy = np.ascontiguousarray(dy)
+        if positive is None:
+            fast_dense.backward(dy, x, y, self.dense.kernel.value, self.relu, kernels, dz, grads[0], dbias, dx)
+        else:
+            kernels.bias_leaky_relu_backward_into(dy, positive, self.slope, dz, dbias)
+            fast_dense.backward(dz, x, y, self.dense.kernel.value, False, kernels, dz, grads[0], dbias, dx)
         grads[1][...] = dbias
         return dx
 
     def describe(self, images):
-        return "dense+relu" if self.relu else "dense", f"{self.dense.input_shape[0]} -> {self.dense.units}, BLAS"
+        after = "+relu" if self.relu else f"+leaky_relu({self.slope:g})" if self.slope is not None else ""
+        return "dense" + after, f"{self.dense.input_shape[0]} -> {self.dense.units}, BLAS"
 
 
 class KernelStep:
@@ -265,6 +287,150 @@ class AugmentStep:
         return "warp", f"{self.layer.interpolation}, fill {self.layer.fill_mode}; training only"
 
 
+class BatchNormStep:
+    """BatchNormalization [-> ReLU]: kernels/batch_norm.py. In training each thread sums its rows,
+    ``workspace.part`` adds the threads' sums up (a barrier), so the statistics are the whole batch's, as on the
+    reference engine. A ReLU right after it is fused into the same kernels."""
+
+    def __init__(self, layer, index, relu=None, after_relu=False):
+        self.layer, self.index, self.relu, self.after_relu = layer, index, relu is not None, after_relu
+        self.layers = [layer] + ([relu] if relu is not None else [])
+
+    def _affine(self, mean, variance, dtype):
+        """(inv, scale, shift): the layer's y = x * scale + shift for these statistics."""
+        layer = self.layer
+        inv = 1 / np.sqrt(variance + dtype.type(layer.epsilon))
+        scale = inv * layer.gamma.value if layer.scale else inv
+        shift = -mean * scale
+        if layer.center:
+            shift = shift + layer.beta.value
+        return inv, scale, shift
+
+    def forward(self, x, kernels, workspace, training):
+        layer, dtype = self.layer, x.dtype
+        rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+        y = workspace.get((self, "y"), rows.shape, dtype)
+        if not training:
+            inv, scale, shift = self._affine(layer.moving_mean.value, layer.moving_variance.value, dtype)
+            kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y)
+            return y.reshape(x.shape), (False, rows, y, None, None, scale)
+        part = workspace.part
+        layer.check_training_batch(part.total)
+        center = layer.moving_mean.value.astype(np.float64)  # the same on every thread: see kernels/batch_norm.py
+        sums = kernels.batch_norm_sums_into(rows, center, np.zeros((2, rows.shape[1])))
+        sums = part.total_of((self, "forward"), sums)
+        count = part.total * (len(rows) // len(x))
+        offset = sums[0] / count
+        mean = (center + offset).astype(dtype)
+        variance = np.maximum(sums[1] / count - offset * offset, 0).astype(dtype)
+        if part.slot == 0:  # (the other threads read the moving mean above, before the reduction's barrier)
+            momentum = dtype.type(layer.momentum)
+            layer.moving_mean.value[...] = layer.moving_mean.value * momentum + mean * (1 - momentum)
+            layer.moving_variance.value[...] = layer.moving_variance.value * momentum + variance * (1 - momentum)
+        inv, scale, shift = self._affine(mean, variance, dtype)
+        kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y)
+        return y.reshape(x.shape), (True, rows, y, mean, inv, scale)
+
+    def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
+        training, rows, y, mean, inv, scale = cache
+        dy_rows = np.ascontiguousarray(dy).reshape(rows.shape)
+        dtype = rows.dtype
+        if mean is None:  # (gradients at inference: the moving statistics)
+            mean = self.layer.moving_mean.value
+            inv = 1 / np.sqrt(self.layer.moving_variance.value + dtype.type(self.layer.epsilon))
+        sums = kernels.batch_norm_backward_sums_into(dy_rows, y, self.relu, rows, mean, inv,
+                                                     np.zeros((2, rows.shape[1])))
+        position = 0
+        if self.layer.scale:  # this thread's share: the engine adds the threads' gradient buffers up
+            grads[0][...] = sums[1]
+            position = 1
+        if self.layer.center:
+            grads[position][...] = sums[0]
+        if not need_input_grad:
+            return None
+        dx = workspace.get((self, "dx"), rows.shape, dtype)
+        if not training:  # (dbeta_mean = dgamma_mean = 0: the statistics are constants)
+            zeros = np.zeros(rows.shape[1], dtype=dtype)
+            kernels.batch_norm_backward_into(dy_rows, y, self.relu, rows, mean, inv, scale, zeros, zeros, dx)
+            return dx.reshape(dy.shape)
+        part = workspace.part
+        sums = part.total_of((self, "backward"), sums)
+        count = part.total * (len(rows) // len(dy))
+        kernels.batch_norm_backward_into(dy_rows, y, self.relu, rows, mean, inv, scale,
+                                         (sums[0] / count).astype(dtype), (sums[1] / count).astype(dtype), dx)
+        return dx.reshape(dy.shape)
+
+    def describe(self, images):
+        why = "kernels: batch statistics in one pass, summed over the threads"
+        if self.after_relu:
+            why += "; after a ReLU: not foldable at inference"
+        return "batchnorm+relu" if self.relu else "batchnorm", why
+
+
+class FoldedConvStep(ConvStep):
+    """At inference, Conv2D -> BatchNormalization [-> ReLU] [-> MaxPool2D] as ONE convolution: BatchNormalization
+    with its moving statistics is a per-filter affine map y = z * scale + shift, so it folds into the convolution
+    (kernel * scale, bias * scale + shift), and the ReLU and pool after it fuse as after any convolution.
+    Training runs the unfolded plan (ConvStep, BatchNormStep: the batch statistics change every step)."""
+
+    def __init__(self, conv, norm, relu, pool, index):
+        super().__init__(conv, relu, pool, index)
+        self.norm = norm
+        self.layers = [layer for layer in (conv, norm, relu, pool) if layer is not None]
+
+    def forward(self, x, kernels, workspace, training):
+        if training:
+            raise RuntimeError("FoldedConvStep is the inference plan's; training uses the unfolded one")
+        norm, dtype = self.norm, x.dtype
+        inv = 1 / np.sqrt(norm.moving_variance.value + dtype.type(norm.epsilon))
+        scale = inv * norm.gamma.value if norm.scale else inv
+        shift = -norm.moving_mean.value * scale
+        if norm.center:
+            shift = shift + norm.beta.value
+        kernel = self.conv.kernel.value * scale               # (KH, KW, C, F) * (F,)
+        bias = self.conv.bias.value * scale + shift
+        g = self.geometry
+        x = np.ascontiguousarray(x)
+        y = workspace.get((self, "y"), (len(x), g.pooled_h, g.pooled_w, g.filters), dtype)
+        argmax = workspace.get((self, "argmax"), y.shape, g.argmax_dtype)
+        name, _ = choose_conv_algorithm(g, len(x))
+        CONV_ALGORITHMS[name].forward(x, kernel, bias, g, kernels, workspace, y, argmax, False)
+        return y, None
+
+    def describe(self, images):
+        name, why = choose_conv_algorithm(self.geometry, images)
+        after = [type(layer).__name__.lower().replace("maxpool2d", "pool").replace("batchnormalization", "batchnorm")
+                 for layer in self.layers[1:]]
+        return "+".join([name] + after), why + "; batchnorm folded into its kernel and bias"
+
+
+class DropoutStep:
+    """Dropout: the mask drawn by kernels/dropout.py for this thread's elements of the batch. The call counter
+    (``layer.calls``) is read here and advanced once per training step by the engine (all threads see one value)."""
+
+    def __init__(self, layer, index):
+        self.layer, self.index, self.layers = layer, index, [layer]
+
+    def forward(self, x, kernels, workspace, training):
+        if not training or self.layer.rate == 0:
+            return x, None
+        x = np.ascontiguousarray(x)
+        y = workspace.get((self, "y"), x.shape, x.dtype)
+        mask = workspace.get((self, "mask"), x.shape, np.bool_)
+        offset = workspace.part.start * (x.size // len(x))
+        kernels.dropout_forward_into(x, self.layer.rate, self.layer.seed, self.layer.calls, offset, y, mask)
+        return y, mask
+
+    def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
+        if not need_input_grad or cache is None:
+            return dy if need_input_grad else None
+        dx = workspace.get((self, "dx"), cache.shape, dy.dtype)
+        return kernels.dropout_backward_into(np.ascontiguousarray(dy), cache, self.layer.rate, dx)
+
+    def describe(self, images):
+        return "dropout", f"kernel: rate {self.layer.rate:g}, mask from (seed, call, element)"
+
+
 class LayerStep:
     """A layer run as itself (Flatten, Softmax, ...): its own forward and backward functions."""
 
@@ -281,27 +447,53 @@ class LayerStep:
         return type(self.layer).__name__.lower(), "the layer's own function"
 
 
-def build_steps(layers):
-    """Group a model's layers into steps: Conv2D [ReLU] [MaxPool2D] and Dense [ReLU] runs fuse."""
+def build_steps(layers, inference=False):
+    """Group a model's layers into steps: Conv2D [ReLU] [MaxPool2D], Dense [ReLU | LeakyReLU] and
+    BatchNormalization [ReLU] runs fuse. ``inference``: the plan for predictions, where a BatchNormalization right
+    after a Conv2D folds into it (FoldedConvStep) with the ReLU and pool after it."""
     steps, index = [], 0
+
+    def next_is(position, kind):
+        return position < len(layers) and type(layers[position]) is kind
+
     while index < len(layers):
         layer = layers[index]
         follows = index + 1
         relu = pool = None
-        if type(layer) in (Conv2D, Dense) and follows < len(layers) and type(layers[follows]) is ReLU:
+        if inference and type(layer) is Conv2D and next_is(follows, BatchNormalization):
+            norm = layers[follows]
+            follows += 1
+            if next_is(follows, ReLU):
+                relu = layers[follows]
+                follows += 1
+            if next_is(follows, MaxPool2D):
+                pool = layers[follows]
+                follows += 1
+            steps.append(FoldedConvStep(layer, norm, relu, pool, index))
+            index = follows
+            continue
+        if type(layer) in (Conv2D, Dense, BatchNormalization) and next_is(follows, ReLU):
             relu = layers[follows]
             follows += 1
         if type(layer) is Conv2D:
-            if follows < len(layers) and type(layers[follows]) is MaxPool2D:
+            if next_is(follows, MaxPool2D):
                 pool = layers[follows]
                 follows += 1
             steps.append(ConvStep(layer, relu, pool, index))
         elif type(layer) is Dense:
-            steps.append(DenseStep(layer, relu, index))
+            leaky = None
+            if relu is None and next_is(follows, LeakyReLU):
+                leaky = layers[follows]
+                follows += 1
+            steps.append(DenseStep(layer, relu, index, leaky))
         elif type(layer) in (ReLU, MaxPool2D):
             steps.append(KernelStep(layer, index))
         elif getattr(layer, "augments", False):
             steps.append(AugmentStep(layer, index))
+        elif type(layer) is BatchNormalization:
+            steps.append(BatchNormStep(layer, index, relu, after_relu=index > 0 and type(layers[index - 1]) is ReLU))
+        elif type(layer) is Dropout:
+            steps.append(DropoutStep(layer, index))
         else:
             steps.append(LayerStep(layer, index))
         index = follows

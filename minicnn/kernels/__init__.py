@@ -16,6 +16,9 @@ module              what it computes
 ``single_channel``  a 3x3 convolution of a one-channel image + bias + ReLU + 2x2 max-pool in one pass (a
                     grayscale first layer), and its kernel and bias gradients; the same for any K x K kernel
                     (LeNet-5's 5x5), computed along image rows
+``batch_norm``      BatchNormalization: batch statistics in one float64 pass (summable over threads), the
+                    affine map, the two backward passes
+``dropout``         dropout with its mask drawn in the kernel from the layer's hash of (seed, call, element)
 ==================  =======================================================
 
 Numba kernels are compiled with ``cache=True`` (compiled code is kept on disk beside the source, so only the

@@ -9,6 +9,8 @@ that does what the next layers would have done:
 ``conv_epilogue_backward_into``  dy (gradient of y) -> dz (gradient of z) and the bias gradient
 ``bias_relu_forward_in_place``       z += bias, then z = relu(z), in place (Dense + ReLU)
 ``bias_relu_backward_into``      dz = dy * [y > 0], dbias = sum of dz over the batch
+``bias_leaky_relu_forward_in_place``  z += bias, then z = leaky_relu(z, slope), in place, and the mask z >= 0
+``bias_leaky_relu_backward_into``     dz = dy where the mask, slope * dy elsewhere; dbias (Dense + LeakyReLU)
 
 Shapes (NHWC)::
 
@@ -33,6 +35,7 @@ import numpy as np
 from minicnn.kernels.jit import njit
 from minicnn.kernels.pooling import maxpool_backward_add_into_numpy, maxpool_forward_numpy
 from minicnn.kernels.relu import relu_backward_numpy, relu_forward_numpy
+from minicnn.layers.leaky_relu import leaky_relu_backward, leaky_relu_forward
 
 
 def _pool_padding(height, width, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left):
@@ -86,6 +89,21 @@ def bias_relu_forward_in_place_numpy(z, bias, relu):
 def bias_relu_backward_into_numpy(dy, y, relu, dz, dbias):
     """dz[...] = dy * [y > 0] (or dy if not relu); dbias[...] = dz summed over the batch. Returns dz."""
     dz[...] = relu_backward_numpy(dy, y) if relu else dy
+    dbias[...] = dz.sum(axis=0)
+    return dz
+
+
+def bias_leaky_relu_forward_in_place_numpy(z, bias, slope, positive):
+    """z = leaky_relu(z + bias) in place on z (N, F), positive[...] = (z + bias >= 0): the layer's rule (x >= 0
+    keeps x, else slope * x; minicnn/layers/leaky_relu.py). Returns z."""
+    z += bias
+    z[...], positive[...] = leaky_relu_forward(z, slope)
+    return z
+
+
+def bias_leaky_relu_backward_into_numpy(dy, positive, slope, dz, dbias):
+    """dz[...] = dy where positive, slope * dy elsewhere; dbias[...] = dz summed over the batch. Returns dz."""
+    dz[...] = leaky_relu_backward(dy, positive, slope)
     dbias[...] = dz.sum(axis=0)
     return dz
 
@@ -234,6 +252,35 @@ def bias_relu_backward_into_numba(dy, y, relu, dz, dbias):
             gradient = dy[n, f]
             if relu and not y[n, f] > zero:
                 gradient = zero
+            dz[n, f] = gradient
+            dbias[f] += gradient
+    return dz
+
+
+@njit(cache=True, nogil=True, error_model="numpy", twin=bias_leaky_relu_forward_in_place_numpy)
+def bias_leaky_relu_forward_in_place_numba(z, bias, slope, positive):
+    batch, features = z.shape
+    zero = z.dtype.type(0)
+    negative_slope = z.dtype.type(slope)
+    for n in range(batch):
+        for f in range(features):
+            value = z[n, f] + bias[f]
+            kept = value >= zero
+            positive[n, f] = kept
+            z[n, f] = value if kept else value * negative_slope
+    return z
+
+
+@njit(cache=True, nogil=True, error_model="numpy", twin=bias_leaky_relu_backward_into_numpy)
+def bias_leaky_relu_backward_into_numba(dy, positive, slope, dz, dbias):
+    batch, features = dy.shape
+    zero = dy.dtype.type(0)
+    negative_slope = dy.dtype.type(slope)
+    for f in range(features):
+        dbias[f] = zero
+    for n in range(batch):
+        for f in range(features):
+            gradient = dy[n, f] if positive[n, f] else dy[n, f] * negative_slope
             dz[n, f] = gradient
             dbias[f] += gradient
     return dz

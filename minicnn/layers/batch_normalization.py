@@ -95,7 +95,7 @@ class BatchNormalization(Layer):
     ``keras.layers.BatchNormalization`` (axis=-1: the channels of NHWC images, the features after Dense)."""
 
     default_name = "batch_normalization"
-    needs_whole_batch = True  # the batch statistics are those of the whole batch
+    needs_whole_batch = True  # the whole batch's statistics (the fast engine's BatchNormStep splits it and adds them up)
 
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, name=None):
         super().__init__(name)
@@ -134,19 +134,23 @@ class BatchNormalization(Layer):
             y, cache = batch_normalization_forward(x, gamma, beta, self.moving_mean.value,
                                                    self.moving_variance.value, self.epsilon)
             return y, (False, cache)
-        if len(x) == 1:
-            raise ShapeError(
-                f"{self.name or 'BatchNormalization'} got a training batch of one sample: batch statistics of one "
-                "sample mean nothing (after Dense each feature is its own mean, so the output would be beta whatever "
-                "the input and nothing before it would learn). Train with "
-                "batches of at least 2 (with fit, choose a batch_size that does not leave a last batch of one: "
-                "the training set size modulo batch_size must not be 1).")
+        self.check_training_batch(len(x))
         mean, variance = batch_statistics(x)
         momentum = x.dtype.type(self.momentum)
         self.moving_mean.value[...] = self.moving_mean.value * momentum + mean * (1 - momentum)
         self.moving_variance.value[...] = self.moving_variance.value * momentum + variance * (1 - momentum)
         y, cache = batch_normalization_forward(x, gamma, beta, mean, variance, self.epsilon)
         return y, (True, cache)
+
+    def check_training_batch(self, size):
+        """Refuse a training batch of one sample (the fast engine calls this too, with the whole batch's size)."""
+        if size == 1:
+            raise ShapeError(
+                f"{self.name or 'BatchNormalization'} got a training batch of one sample: batch statistics of one "
+                "sample mean nothing (after Dense each feature is its own mean, so the output would be beta whatever "
+                "the input and nothing before it would learn). Train with "
+                "batches of at least 2 (with fit, choose a batch_size that does not leave a last batch of one: "
+                "the training set size modulo batch_size must not be 1).")
 
     def backward(self, dy, cache, grads, need_input_grad=True):
         training, cache = cache

@@ -8,10 +8,18 @@ needs no rescaling)::
                 dx = dy / keep  where m = 1,   0 where m = 0
     inference:  y  = x,  dx = dy                (also in training when rate = 0)
 
-The mask is reproducible: call number k of the layer in training draws it from
-``numpy.random.default_rng((seed, k))`` (uniform float32 numbers u, m = [u >= rate]), so the same seed gives the
-same masks on every engine and every dtype. ``seed=None`` takes a seed from the model's seed when the model is
-built. ``calls`` (the counter k) is part of the layer's training state (``snapshot``/``restore``).
+The mask is reproducible and position-independent: element i of the batch (its index in C order) in call
+number k of the layer keeps its input when a counter-based hash of (seed, k, i) says so::
+
+    key  = mix(seed * G + k)             mix: SplitMix64's finalizer, G = 0x9E3779B97F4A7C15 (uint64, wrapping)
+    bits = mix(key + (i + 1) * G) >> 40   24 random bits: u = bits / 2**24 is uniform in [0, 1)
+    m    = [u >= rate]  =  [bits >= ceil(rate * 2**24)]
+
+So the same seed gives the same masks on every engine, every dtype and every split of the batch over threads
+(a thread computing rows 64..127 computes exactly those elements' bits: the fast engine's Numba kernel,
+minicnn/kernels/dropout.py, draws them in parallel with the reference). ``seed=None`` takes a seed from the model's
+seed when the model is built. ``calls`` (the counter k) is part of the layer's training state
+(``snapshot``/``restore``).
 The masks are not Keras's (Keras draws them with its own random generator): compare with Keras at rate 0, or
 with the same mask on both sides.
 """
@@ -23,10 +31,33 @@ import numpy as np
 
 from minicnn.layers.base import Layer
 
+GOLDEN = 0x9E3779B97F4A7C15  # SplitMix64's increment: 2**64 / the golden ratio
 
-def dropout_mask(shape, rate, seed, call):
-    """The keep mask (bool, ``shape``) of call number ``call`` of a dropout layer with this seed."""
-    return np.random.default_rng((seed, call)).random(shape, dtype=np.float32) >= np.float32(rate)
+
+def mix(z):
+    """SplitMix64's finalizer on a uint64 array (wrapping arithmetic): a bijection that scrambles every bit."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_threshold(rate):
+    """Keep an element when its 24 random bits are >= this: ceil(rate * 2**24) (exact: u >= rate)."""
+    return math.ceil(rate * 2 ** 24)
+
+
+def dropout_key(seed, call):
+    """The uint64 key of call number ``call`` of a dropout layer seeded ``seed`` (a 1-element array: NumPy warns
+    about wrapping scalar arithmetic, not array arithmetic)."""
+    return mix(np.array([seed], dtype=np.uint64) * np.uint64(GOLDEN) + np.uint64(call))
+
+
+def dropout_mask(shape, rate, seed, call, offset=0):
+    """The keep mask (bool, ``shape``) of call number ``call`` of a dropout layer with this seed; ``offset``: the
+    index of the first element in the whole batch (a thread's rows). See the module docstring."""
+    index = np.arange(offset + 1, offset + 1 + math.prod(shape), dtype=np.uint64)
+    bits = mix(dropout_key(seed, call) + index * np.uint64(GOLDEN)) >> np.uint64(40)
+    return (bits >= np.uint64(dropout_threshold(rate))).reshape(shape)
 
 
 def dropout_forward(x, rate, keep_mask):
@@ -50,7 +81,7 @@ class Dropout(Layer):
     ``train_step``), the identity in ``evaluate``/``predict``."""
 
     default_name = "dropout"
-    needs_whole_batch = True  # one mask per call, drawn for the whole batch
+    needs_whole_batch = True  # one mask per call for the whole batch (the fast engine's DropoutStep draws a thread's rows of it)
 
     def __init__(self, rate, seed=None, name=None):
         super().__init__(name)
