@@ -644,6 +644,8 @@ class Sequential:
         """The model's outputs for x, computed batch by batch (probabilities if the model ends in Softmax)."""
         batch_size = whole_number(batch_size, "batch_size", 1, default=256)
         x = self.prepare_inputs(x)
+        if 0 < len(x) <= batch_size and self._engine.name != "reference":  # (one batch: the fast engine's array
+            return self.forward(x)                                          # is already new, nothing to join)
         outputs = [self.forward(x[start:start + batch_size]) for start in range(0, len(x), batch_size)]
         if not outputs:
             return np.zeros((0, *self.output_shape), dtype=self.dtype)

@@ -422,3 +422,56 @@ def test_single_channel_kxk_pool(dtype, relu, with_ties, size, kernel_size):
                                             dz[:, :2 * out_h, :2 * out_w], np.zeros(f, dtype))
     _, dkernel_reference, _ = conv2d_backward(dz, cache)
     np.testing.assert_allclose(dkernel, dkernel_reference, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(1, 784, 256), (1, 13, 5), (3, 64, 10), (7, 9, 1)])
+def test_dense_activation_forward_into(shape, activation, dtype):
+    """One image's Dense + activation without BLAS (kernels/small_batch.py): depths that are and are not multiples
+    of the kernel's eight-row unroll; activation 0 none, 1 ReLU, 2 LeakyReLU."""
+    from minicnn.kernels import small_batch
+    rng = np.random.default_rng(sum(shape) + activation)
+    batch, depth, units = shape
+    x = rng.standard_normal((batch, depth)).astype(dtype)
+    kernel = rng.standard_normal((depth, units)).astype(dtype)
+    bias = rng.standard_normal(units).astype(dtype)
+    expected = small_batch.dense_activation_forward_into_numpy(x, kernel, bias, activation, 0.2,
+                                                               np.empty((batch, units), dtype))
+    y = np.full((batch, units), np.nan, dtype)
+    small_batch.dense_activation_forward_into_numba(x, kernel, bias, activation, 0.2, y)
+    np.testing.assert_allclose(y, expected, **tolerance(dtype))
+    if activation == 2:
+        assert (expected < 0).any()  # (the slope was exercised)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_forward_into(dtype):
+    from minicnn.kernels import small_batch
+    x = np.random.default_rng(1).standard_normal((5, 10)).astype(dtype) * 30  # (large logits: the max is subtracted)
+    expected = small_batch.softmax_forward_into_numpy(x, np.empty_like(x))
+    y = small_batch.softmax_forward_into_numba(x, np.empty_like(x))
+    np.testing.assert_allclose(y, expected, **tolerance(dtype))
+    np.testing.assert_allclose(y.sum(axis=1), 1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("softmax", [True, False])
+def test_dense_tail_forward_into(dtype, softmax):
+    """A chain of Dense layers (ReLU, none, LeakyReLU) and a Softmax in one call, against the twin."""
+    from minicnn.kernels import small_batch
+    rng = np.random.default_rng(7)
+    sizes = [37, 20, 9, 4]
+    x = rng.standard_normal((1, sizes[0])).astype(dtype)
+    kernels = tuple(rng.standard_normal((a, b)).astype(dtype) for a, b in zip(sizes, sizes[1:]))
+    biases = tuple(rng.standard_normal(b).astype(dtype) for b in sizes[1:])
+    activations, slopes = np.array([1, 0, 2]), np.array([0.0, 0.0, 0.1])
+    results = []
+    for function in (small_batch.dense_tail_forward_into_numpy, small_batch.dense_tail_forward_into_numba):
+        outputs = tuple(np.full((1, b), np.nan, dtype) for b in sizes[1:])
+        probabilities = np.full((1, sizes[-1]), np.nan, dtype)
+        results.append((function(x, kernels, biases, activations, slopes, outputs, softmax, probabilities).copy(),
+                        [output.copy() for output in outputs]))
+    np.testing.assert_allclose(results[1][0], results[0][0], **tolerance(dtype))
+    for fast, twin in zip(results[1][1], results[0][1]):
+        np.testing.assert_allclose(fast, twin, **tolerance(dtype))

@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from minicnn.fast import plan, startup
+from minicnn.fast import plan, small_batch, startup
 from minicnn.fast.parallel import (
     ONE_BLAS_THREAD,
     Part,
@@ -81,6 +81,7 @@ class FastEngine:
         self.whole_batch = any(layer.needs_whole_batch for step in self.steps[self.leading:]
                                if isinstance(step, (plan.LayerStep, plan.AugmentStep)) for layer in step.layers)
         self.dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
+        self.small_batch = small_batch.SmallBatchPath(self.inference_steps)  # predictions on a few images
         self.workspaces = []
         self.thread_grads = []  # per extra thread: (flat gradient buffer, per-layer views into it)
         self._lock = threading.Lock()
@@ -203,6 +204,8 @@ class FastEngine:
             with self._lock:  # the first small prediction of the process: twins, this thread (fast/startup.py)
                 self._workspace(0).part = Part(0, len(x))
                 return np.array(self._forward(steps, x, NUMPY_TWINS, self._workspace(0), False)[0])
+        if len(x) <= small_batch.MAX_IMAGES:
+            return self._small_batch_outputs(x, logits_only)
         parts = split(len(x), resolve_threads(self.threads))
         with self._lock, ONE_BLAS_THREAD:  # (one BLAS thread even for one image: waking its threads costs more)
             for slot, (start, _) in enumerate(parts):  # (made here, before the threads start)
@@ -211,6 +214,21 @@ class FastEngine:
                 lambda slot: np.array(self._forward(steps, x[parts[slot][0]:parts[slot][1]], self.kernels,
                                                     self._workspace(slot), False)[0]), len(parts))
         return results[0] if len(results) == 1 else np.concatenate(results)
+
+    def _small_batch_outputs(self, x, logits_only):
+        """A few images: this thread, the dense tail without BLAS (minicnn/fast/small_batch.py)."""
+        path = self.small_batch
+        with self._lock:
+            workspace = self._workspace(0)
+            workspace.part = Part(0, len(x))
+            if path.operations is None or len(x) > small_batch.TAIL_MAX_IMAGES:
+                with ONE_BLAS_THREAD:
+                    steps = self.inference_logit_steps if logits_only else self.inference_steps
+                    return np.array(self._forward(steps, x, self.kernels, workspace, False)[0])
+            if path.head:
+                with ONE_BLAS_THREAD:
+                    x = self._forward(path.head, x, self.kernels, workspace, False)[0]
+            return np.array(path.run_tail(x, self.kernels, workspace, logits_only))
 
     def warm_up(self):
         """Load Numba and every kernel now (see minicnn/fast/startup.py)."""
@@ -227,4 +245,4 @@ class FastEngine:
         if folded:
             text += ("\nat inference (moving statistics folded into the convolution before them):\n"
                      + plan.describe(folded, batch_size, resolve_threads(self.threads)))
-        return text
+        return text + "\n" + self.small_batch.describe()

@@ -54,7 +54,7 @@ from minicnn.layers import BatchNormalization, Conv2D, Dense, Dropout, LeakyReLU
 from minicnn.layers.base import window_output_size
 
 WINOGRAD_MIN_CHANNELS = 16  # Winograd for 3x3 stride-1 convolutions over at least this many channels ...
-WINOGRAD_MIN_TILES = 64     # ... when a call has at least this many 2x2 output tiles (else im2col's one product)
+WINOGRAD_MIN_TILES = 20     # ... when a call has at least this many 2x2 output tiles (else im2col's one product)
 CHUNK_BYTES = 384 * 2 ** 10           # im2col: a chunk's largest buffer (columns or z) ...
 WINOGRAD_CHUNK_BYTES = 768 * 2 ** 10  # ... Winograd: its tiles
 

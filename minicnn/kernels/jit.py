@@ -37,7 +37,7 @@ _numba = None              # the numba module, once load_numba() has run
 _kernels = []              # every LazyKernel made so far (load_kernels() creates all their dispatchers)
 KERNELS = {}               # name -> KernelPair: every kernel and its NumPy twin (see the module docstring)
 KERNEL_MODULES = ("im2col", "pooling", "relu", "softmax_xent", "optim", "fused", "winograd", "single_channel",
-                  "warp", "batch_norm", "dropout")
+                  "warp", "batch_norm", "dropout", "small_batch")
 
 
 def numba_loaded() -> bool:

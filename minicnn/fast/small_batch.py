@@ -1,0 +1,102 @@
+"""Predictions on a few images (a single image's latency): one thread, no splitting, the dense tail without BLAS.
+
+A prediction on one image computes little (the MLP: 0.2 M multiply-adds) and the fast engine's machinery around
+it cost about as much as the work: resolving the thread count, splitting the batch, a call through the thread
+runner, holding BLAS to one thread (its threads would wake for a 784 x 256 product), a Python step per layer and
+NumPy's Softmax on 10 numbers. For at most ``MAX_IMAGES`` images (which are never split over threads) the engine
+(``FastEngine.outputs``) instead runs on the calling thread, with the first thread's Workspace (nothing allocated
+after the first call), and for at most ``TAIL_MAX_IMAGES`` (one image):
+
+1. runs the steps before the model's **dense tail** as ever (BLAS held to one thread only if there are any);
+2. runs the dense tail, the trailing Flatten / Dense [+ ReLU or LeakyReLU] / Dropout (the identity at inference) /
+   Softmax layers, with minicnn/kernels/small_batch.py: ONE Numba call for the whole tail (each Dense's
+   product, bias and activation in one pass over its weights, then the Softmax), no BLAS. An MLP never touches BLAS's
+   thread setting then.
+
+The numbers are the layers' (tests/test_small_batch.py compares this path with the reference engine);
+``Sequential.plan()`` names the tail. Measurements: docs/performance.md ("Single-image latency").
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from minicnn.fast.parallel import MIN_IMAGES_PER_THREAD
+from minicnn.kernels.small_batch import LEAKY_RELU, NO_ACTIVATION, RELU
+from minicnn.layers import Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
+
+MAX_IMAGES = 2 * MIN_IMAGES_PER_THREAD - 1  # (the batch would not be split over threads anyway)
+TAIL_MAX_IMAGES = 1  # the dense tail's kernels for one image; from 2 images on BLAS's products win (measured)
+TAIL_LAYERS = (Flatten, Dense, ReLU, LeakyReLU, Dropout, Softmax)
+
+
+def _operations(layers):
+    """The tail's layers as operations: ("flatten",), ("dense", layer, activation, slope), ("softmax",); None if
+    they are not a dense tail (a ReLU not after a Dense, a Softmax before the end, no Dense at all)."""
+    operations = []
+    for number, layer in enumerate(layers):
+        kind = type(layer)
+        if kind is Flatten:
+            operations.append(("flatten",))
+        elif kind is Dense:
+            operations.append(("dense", layer, NO_ACTIVATION, 0.0))
+        elif kind in (ReLU, LeakyReLU):
+            if not operations or operations[-1][0] != "dense" or operations[-1][2] != NO_ACTIVATION:
+                return None
+            slope = float(layer.negative_slope) if kind is LeakyReLU else 0.0
+            operations[-1] = ("dense", operations[-1][1], RELU if kind is ReLU else LEAKY_RELU, slope)
+        elif kind is Softmax:
+            if number != len(layers) - 1:
+                return None
+            operations.append(("softmax",))
+        # Dropout: the identity at inference
+    return operations if any(operation[0] == "dense" for operation in operations) else None
+
+
+class SmallBatchPath:
+    """``steps`` (the plan's inference steps) cut into the steps run as ever (``head``) and the dense tail."""
+
+    def __init__(self, steps):
+        start = len(steps)
+        while start > 0 and all(type(layer) in TAIL_LAYERS for layer in steps[start - 1].layers):
+            start -= 1
+        while start < len(steps):  # the longest run of tail steps that is a dense tail
+            layers = [layer for step in steps[start:] for layer in step.layers]
+            self.operations = _operations(layers)
+            if self.operations is not None:
+                break
+            start += 1
+        else:
+            self.operations = None
+        self.head = steps[:start]
+        self._denses = None
+        self._buffers = {}  # (id of the workspace, images, dtype) -> the tail's output arrays in it
+        self.tail_layers = [layer for step in steps[start:] for layer in step.layers]
+
+    def run_tail(self, x, kernels, workspace, logits_only):
+        """The dense tail on x (the head's output), in one kernel call; the result lives in the workspace (copy
+        it)."""
+        if self._denses is None:  # (made at the first call: what does not change from call to call)
+            self._denses = tuple(operation[1] for operation in self.operations if operation[0] == "dense")
+            self._activations = np.array([operation[2] for operation in self.operations if operation[0] == "dense"])
+            self._slopes = np.array([operation[3] for operation in self.operations if operation[0] == "dense"])
+            self._softmax = self.operations[-1][0] == "softmax"
+        x = np.ascontiguousarray(x.reshape(len(x), -1))  # (Flatten: a reshape; Dropout: the identity)
+        buffers = self._buffers.get((id(workspace), len(x), x.dtype))
+        if buffers is None:
+            outputs = tuple([workspace.get((self, number), (len(x), dense.units), x.dtype)
+                             for number, dense in enumerate(self._denses)])
+            probabilities = workspace.get((self, "softmax"), outputs[-1].shape, x.dtype)
+            buffers = self._buffers[id(workspace), len(x), x.dtype] = outputs, probabilities
+        outputs, probabilities = buffers
+        return kernels.dense_tail_forward_into(x, tuple([dense.kernel.value for dense in self._denses]),
+                                               tuple([dense.bias.value for dense in self._denses]), self._activations,
+                                               self._slopes, outputs, self._softmax and not logits_only, probabilities)
+
+    def describe(self):
+        """One line for the plan."""
+        if self.operations is None:
+            return f"at inference on at most {MAX_IMAGES} images: the same steps on the calling thread"
+        names = " + ".join(layer.name for layer in self.tail_layers)
+        return (f"at inference on at most {MAX_IMAGES} images: the same steps on the calling thread; on "
+                f"{TAIL_MAX_IMAGES} image, {names}: one Numba kernel call (each Dense with its bias and activation, "
+                "then the Softmax), no BLAS (fast/small_batch.py)")
