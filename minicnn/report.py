@@ -140,7 +140,9 @@ def draw_figures(model, x_test, y_test, numbers, arrays, class_names, logs):
             class_names, f"{title} (true class, predicted class, probability of the prediction)")))
     figures.append(("first_layer_filters", "First layer's filters", plots.first_layer_filters(model)))
     chosen = np.asarray(numbers["feature_map_examples"], dtype=np.int64)
-    for index, (layer_name, outputs) in enumerate(model.activations(x_test[chosen])):
+    shown = [(name, outputs) for layer, (name, outputs) in zip(model.layers, model.activations(x_test[chosen]))
+             if not getattr(layer, "augments", False)]  # (augmentation layers: training only, their output is x)
+    for index, (layer_name, outputs) in enumerate(shown):
         figures.append((f"feature_maps_{index:02d}_{layer_name}", f"Feature maps: {layer_name}",
                         plots.feature_maps(layer_name, outputs, x_test[chosen], class_names, y_test[chosen])))
     return figures

@@ -75,6 +75,24 @@ def test_the_page_is_served_whole_and_offline(server):
     assert "http://" not in page and "https://" not in page  # no CDN, nothing fetched from elsewhere
 
 
+def test_augmentation_layers_are_not_shown_they_do_nothing_at_inference():
+    """train.py's default model starts with RandomRotation/Translation/Zoom (training only): the page shows the
+    layers after them, the same maps as the model without them."""
+    import minicnn
+    from minicnn.architectures import with_augmentation
+    from minicnn.layers import RandomRotation, RandomTranslation, RandomZoom
+    from minicnn.pad.server import predict
+
+    plain = minicnn.default_cnn(seed=0)
+    augmented = with_augmentation(plain, [RandomRotation(0.03), RandomTranslation(0.05, 0.05), RandomZoom(0.1)])
+    image = np.zeros((28, 28), np.float32)
+    image[6:22, 13:15] = 1
+    ours, theirs = predict(augmented, image), predict(plain, image)
+    assert [layer.name for layer in augmented.layers[:3]] == ["random_rotation", "random_translation", "random_zoom"]
+    assert [layer["name"] for layer in ours["layers"]] == [layer.name for layer in plain.layers]
+    assert ours["layers"] == theirs["layers"] and ours["probabilities"] == theirs["probabilities"]
+
+
 def test_a_drawn_digit_is_predicted_with_every_layer(server, digit_models):
     import minicnn
 

@@ -348,3 +348,18 @@ def test_train_py_saves_the_model_even_when_the_report_fails(tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert "warning: the evaluation report failed" in completed.stderr and "minicnn report" in completed.stderr
     assert completed.stdout.rstrip().splitlines()[-1] == f"saved the model to {model_file}" and model_file.is_file()
+
+
+def test_augmentation_layers_get_no_feature_maps(tmp_path):
+    """The default run's model starts with RandomRotation/Translation/Zoom: they act in training only (at inference
+    their output is their input), so the report shows the feature maps of the layers after them."""
+    from minicnn.architectures import with_augmentation
+    from minicnn.layers import RandomRotation, RandomZoom
+
+    data = load("mnist")
+    model = with_augmentation(small_model(), [RandomRotation(0.04), RandomZoom(0.1)])
+    model.compile(optimizer=minicnn.optimizers.Adam(3e-3))
+    write_report(model, images(data.x_test[:200]), data.y_test[:200], tmp_path, data=data, examples=4)
+    shown = [layer.name for layer in model.layers[2:]]
+    assert [name for name in read_json(tmp_path)["figures"] if name.startswith("feature_maps")] == \
+        [f"feature_maps_{index:02d}_{name}" for index, name in enumerate(shown)]

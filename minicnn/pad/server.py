@@ -113,7 +113,7 @@ class ModelShelf:
             details.append(f"test accuracy {record['test_accuracy'] * 100:.2f}%")
         return {"name": name, "path": str(path), "description": "; ".join(d for d in details if d) or "no record",
                 "layers": [{"name": layer.name, "type": type(layer).__name__, "shape": list(layer.output_shape)}
-                           for layer in model.layers]}
+                           for layer in model.layers if not getattr(layer, "augments", False)]}
 
 
 # ---------------------------------------------------------------------------------------------------- predicting
@@ -176,7 +176,8 @@ def predict(model, image, with_layers=True):
     answer = {"digit": int(np.argmax(probabilities)), "probabilities": np.round(probabilities, 6).tolist(),
               "input": np.round(image.astype(float), 3).tolist()}
     if with_layers:
-        answer["layers"] = [describe_layer(layer, output) for layer, (_, output) in zip(model.layers, outputs)]
+        answer["layers"] = [describe_layer(layer, output) for layer, (_, output) in zip(model.layers, outputs)
+                            if not getattr(layer, "augments", False)]  # (augmentation: training only, y = x here)
         answer["filters"] = first_filters(model)
     return answer
 
