@@ -301,7 +301,7 @@ def test_single_channel_pool(dtype, relu, with_ties, size):
     """One-channel 3x3 convolution + bias + ReLU + 2x2 pool in one kernel: Numba == NumPy twin (forward with
     ties, NaN and ReLU zeros; the kernel and bias gradients), and the twin == Conv2D's reference + the epilogue."""
     from minicnn.kernels import single_channel
-    from minicnn.layers.conv2d import conv2d_backward, conv2d_forward
+    from minicnn.layers.conv2d import conv2d_forward
 
     (h, w), n, f = size, 3, 21
     out_h, out_w = (h - 2) // 2, (w - 2) // 2
@@ -323,29 +323,12 @@ def test_single_channel_pool(dtype, relu, with_ties, size):
     assert np.isnan(y_fast[0, 0, 0]).all()
     if with_ties:  # (exact in both: the same maxima; random values may move a near-tie by a rounding)
         np.testing.assert_array_equal(argmax_fast, argmax)
-    z, cache = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), "valid")
+    z, _ = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), "valid")
     reference = fused.conv_epilogue_forward_into_numpy(z[:, :2 * out_h, :2 * out_w], bias, relu, 2, 2, 2, 2, 0, 0,
                                                   np.empty(shape, dtype), np.empty(shape, np.uint8))
     np.testing.assert_allclose(y, reference, **tolerance(dtype))
 
-    x[0, 0, 0, 0] = 0  # (gradients: finite numbers)
-    _, cache = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), "valid")
-    single_channel.single_channel_pool_forward_into_numba(x, kernel, bias, relu, y_fast, argmax_fast)
-    dy = rng.standard_normal(shape).astype(dtype)
-    gradients = []
-    for backward in (single_channel.single_channel_pool_backward_into_numpy,
-                     single_channel.single_channel_pool_backward_into_numba):
-        dkernel, dbias = np.full_like(kernel, 7.0), np.ones(f, dtype)  # dkernel is written, dbias ADDED to
-        backward(dy, y_fast, argmax_fast, x, relu, dkernel, dbias)
-        gradients.append((dkernel, dbias))
-    (dkernel, dbias), (dkernel_fast, dbias_fast) = gradients
-    np.testing.assert_allclose(dkernel_fast, dkernel, **tolerance(dtype))
-    np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
-    dz = np.zeros(z.shape, dtype)
-    fused.conv_epilogue_backward_into_numpy(dy, y_fast, argmax_fast, relu, 2, 2, 2, 2, 0, 0,
-                                       dz[:, :2 * out_h, :2 * out_w], np.zeros(f, dtype))
-    _, dkernel_reference, _ = conv2d_backward(dz, cache)
-    np.testing.assert_allclose(dkernel, dkernel_reference, **tolerance(dtype))
+    assert_pool_gradients_agree("single_channel_pool", x, kernel, bias, relu, shape, rng, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -376,7 +359,7 @@ def test_single_channel_kxk_pool(dtype, relu, with_ties, size, kernel_size):
     """One-channel KxK convolution + bias + ReLU + 2x2 pool, row by row: Numba == NumPy twin (forward with ties,
     NaN and ReLU zeros; the kernel and bias gradients), and the twin == Conv2D's reference + the epilogue."""
     from minicnn.kernels import single_channel
-    from minicnn.layers.conv2d import conv2d_backward, conv2d_forward
+    from minicnn.layers.conv2d import conv2d_forward
 
     (h, w), n, f, k = size, 3, 6, kernel_size
     out_h, out_w = (h - k + 1) // 2, (w - k + 1) // 2
@@ -404,24 +387,7 @@ def test_single_channel_kxk_pool(dtype, relu, with_ties, size, kernel_size):
                                                        np.empty(shape, dtype), np.empty(shape, np.uint8))
     np.testing.assert_allclose(y, reference, **tolerance(dtype))
 
-    x[0, 0, 0, 0] = 0
-    z, cache = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), "valid")
-    single_channel.single_channel_kxk_pool_forward_into_numba(x, kernel, bias, relu, y_fast, argmax_fast)
-    dy = rng.standard_normal(shape).astype(dtype)
-    gradients = []
-    for backward in (single_channel.single_channel_kxk_pool_backward_into_numpy,
-                     single_channel.single_channel_kxk_pool_backward_into_numba):
-        dkernel, dbias = np.full_like(kernel, 7.0), np.ones(f, dtype)  # dkernel is written, dbias ADDED to
-        backward(dy, y_fast, argmax_fast, x, relu, dkernel, dbias)
-        gradients.append((dkernel, dbias))
-    (dkernel, dbias), (dkernel_fast, dbias_fast) = gradients
-    np.testing.assert_allclose(dkernel_fast, dkernel, **tolerance(dtype))
-    np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
-    dz = np.zeros(z.shape, dtype)
-    fused.conv_epilogue_backward_into_numpy(dy, y_fast, argmax_fast, relu, 2, 2, 2, 2, 0, 0,
-                                            dz[:, :2 * out_h, :2 * out_w], np.zeros(f, dtype))
-    _, dkernel_reference, _ = conv2d_backward(dz, cache)
-    np.testing.assert_allclose(dkernel, dkernel_reference, **tolerance(dtype))
+    assert_pool_gradients_agree("single_channel_kxk_pool", x, kernel, bias, relu, shape, rng, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -475,3 +441,30 @@ def test_dense_tail_forward_into(dtype, softmax):
     np.testing.assert_allclose(results[1][0], results[0][0], **tolerance(dtype))
     for fast, twin in zip(results[1][1], results[0][1]):
         np.testing.assert_allclose(fast, twin, **tolerance(dtype))
+
+
+def assert_pool_gradients_agree(name, x, kernel, bias, relu, shape, rng, dtype):
+    """The one-channel conv + pool kernels ``name`` (kernels/single_channel.py): backward's kernel and bias
+    gradients, Numba == NumPy twin == Conv2D's reference behind the epilogue's backward (x's NaN set to 0 first)."""
+    from minicnn.kernels import single_channel
+    from minicnn.layers.conv2d import conv2d_backward, conv2d_forward
+
+    _, out_h, out_w, f = shape
+    x[0, 0, 0, 0] = 0  # (gradients: finite numbers)
+    z, cache = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), "valid")
+    y, argmax = np.empty(shape, dtype), np.empty(shape, np.uint8)
+    getattr(single_channel, f"{name}_forward_into_numba")(x, kernel, bias, relu, y, argmax)
+    dy = rng.standard_normal(shape).astype(dtype)
+    gradients = []
+    for backend in ("numpy", "numba"):
+        dkernel, dbias = np.full_like(kernel, 7.0), np.ones(f, dtype)  # dkernel is written, dbias ADDED to
+        getattr(single_channel, f"{name}_backward_into_{backend}")(dy, y, argmax, x, relu, dkernel, dbias)
+        gradients.append((dkernel, dbias))
+    (dkernel, dbias), (dkernel_fast, dbias_fast) = gradients
+    np.testing.assert_allclose(dkernel_fast, dkernel, **tolerance(dtype))
+    np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
+    dz = np.zeros(z.shape, dtype)
+    fused.conv_epilogue_backward_into_numpy(dy, y, argmax, relu, 2, 2, 2, 2, 0, 0, dz[:, :2 * out_h, :2 * out_w],
+                                            np.zeros(f, dtype))
+    _, dkernel_reference, _ = conv2d_backward(dz, cache)
+    np.testing.assert_allclose(dkernel, dkernel_reference, **tolerance(dtype))

@@ -16,7 +16,14 @@ def _source(x, geometry, workspace):
     rows, cols = 2 * g.pooled_h + g.kernel_h - 1, 2 * g.pooled_w + g.kernel_w - 1
     if g.pad_top == 0 and g.pad_left == 0 and x.shape[1] >= rows and x.shape[2] >= cols:
         return x
-    padded = workspace.get((geometry, "padded"), (len(x), rows, cols, 1), x.dtype)
+    return zero_padded(x, geometry, workspace, "padded", rows, cols)
+
+
+def zero_padded(x, geometry, workspace, name, rows, cols):
+    """x copied into a zeroed (N, rows, cols, 1) workspace array at the convolution's top/left padding (what
+    does not fit is cut: those rows and columns feed no pooled output)."""
+    g = geometry
+    padded = workspace.get((geometry, name), (len(x), rows, cols, 1), x.dtype)
     padded[...] = 0
     height, width = min(x.shape[1], rows - g.pad_top), min(x.shape[2], cols - g.pad_left)
     padded[:, g.pad_top:g.pad_top + height, g.pad_left:g.pad_left + width] = x[:, :height, :width]

@@ -8,7 +8,7 @@ kernel and bias gradients (a first layer needs no input gradient; if one is aske
 """
 from __future__ import annotations
 
-from minicnn.fast import conv_im2col
+from minicnn.fast import conv_im2col, conv_single_channel
 
 ROW_MULTIPLE = 16  # outputs computed per row: rounded up to this (the row loops then have no scalar remainder)
 
@@ -19,11 +19,7 @@ def _source(x, geometry, workspace):
     g = geometry
     rows = 2 * g.pooled_h + g.kernel_h - 1
     cols = -(-2 * g.pooled_w // ROW_MULTIPLE) * ROW_MULTIPLE + g.kernel_w - 1
-    padded = workspace.get((geometry, "padded-rows"), (len(x), rows, cols, 1), x.dtype)
-    padded[...] = 0
-    height, width = min(x.shape[1], rows - g.pad_top), min(x.shape[2], cols - g.pad_left)
-    padded[:, g.pad_top:g.pad_top + height, g.pad_left:g.pad_left + width] = x[:, :height, :width]
-    return padded
+    return conv_single_channel.zero_padded(x, geometry, workspace, "padded-rows", rows, cols)
 
 
 def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training):
