@@ -328,7 +328,10 @@ def test_single_channel_pool(dtype, relu, with_ties, size):
                                                   np.empty(shape, dtype), np.empty(shape, np.uint8))
     np.testing.assert_allclose(y, reference, **tolerance(dtype))
 
-    assert_pool_gradients_agree("single_channel_pool", x, kernel, bias, relu, shape, rng, dtype)
+    assert_pool_gradients_agree(single_channel.single_channel_pool_forward_into_numba,
+                                (single_channel.single_channel_pool_backward_into_numpy,
+                                 single_channel.single_channel_pool_backward_into_numba),
+                                x, kernel, bias, relu, shape, rng, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -387,7 +390,10 @@ def test_single_channel_kxk_pool(dtype, relu, with_ties, size, kernel_size):
                                                        np.empty(shape, dtype), np.empty(shape, np.uint8))
     np.testing.assert_allclose(y, reference, **tolerance(dtype))
 
-    assert_pool_gradients_agree("single_channel_kxk_pool", x, kernel, bias, relu, shape, rng, dtype)
+    assert_pool_gradients_agree(single_channel.single_channel_kxk_pool_forward_into_numba,
+                                (single_channel.single_channel_kxk_pool_backward_into_numpy,
+                                 single_channel.single_channel_kxk_pool_backward_into_numba),
+                                x, kernel, bias, relu, shape, rng, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -443,22 +449,21 @@ def test_dense_tail_forward_into(dtype, softmax):
         np.testing.assert_allclose(fast, twin, **tolerance(dtype))
 
 
-def assert_pool_gradients_agree(name, x, kernel, bias, relu, shape, rng, dtype):
-    """The one-channel conv + pool kernels ``name`` (kernels/single_channel.py): backward's kernel and bias
-    gradients, Numba == NumPy twin == Conv2D's reference behind the epilogue's backward (x's NaN set to 0 first)."""
-    from minicnn.kernels import single_channel
+def assert_pool_gradients_agree(forward, backwards, x, kernel, bias, relu, shape, rng, dtype):
+    """A one-channel conv + pool kernel pair (kernels/single_channel.py): backward's kernel and bias gradients,
+    NumPy twin == Numba (``backwards``) == Conv2D's reference behind the epilogue's backward (x's NaN set to 0)."""
     from minicnn.layers.conv2d import conv2d_backward, conv2d_forward
 
     _, out_h, out_w, f = shape
     x[0, 0, 0, 0] = 0  # (gradients: finite numbers)
     z, cache = conv2d_forward(x, kernel, np.zeros(f, dtype), (1, 1), "valid")
     y, argmax = np.empty(shape, dtype), np.empty(shape, np.uint8)
-    getattr(single_channel, f"{name}_forward_into_numba")(x, kernel, bias, relu, y, argmax)
+    forward(x, kernel, bias, relu, y, argmax)
     dy = rng.standard_normal(shape).astype(dtype)
     gradients = []
-    for backend in ("numpy", "numba"):
+    for backward in backwards:
         dkernel, dbias = np.full_like(kernel, 7.0), np.ones(f, dtype)  # dkernel is written, dbias ADDED to
-        getattr(single_channel, f"{name}_backward_into_{backend}")(dy, y, argmax, x, relu, dkernel, dbias)
+        backward(dy, y, argmax, x, relu, dkernel, dbias)
         gradients.append((dkernel, dbias))
     (dkernel, dbias), (dkernel_fast, dbias_fast) = gradients
     np.testing.assert_allclose(dkernel_fast, dkernel, **tolerance(dtype))
