@@ -279,3 +279,83 @@ def test_a_model_with_folded_batch_normalization_trains_and_predicts_as_the_refe
         assert fast.train_step(x, y)[0] == pytest.approx(reference.train_step(x, y)[0], rel=1e-12)
     np.testing.assert_allclose(fast.predict(x), reference.predict(x), rtol=1e-9, atol=1e-12)
     assert fast.evaluate(x, y) == pytest.approx(reference.evaluate(x, y), rel=1e-10)
+
+
+@KERNELS
+@DTYPES
+@pytest.mark.parametrize("conv, pool, channels, algorithm", [
+    (Conv2D(6, 3, padding="same"), MaxPool2D(2), 3, "im2col"),
+    (Conv2D(4, 3, padding="same"), None, 2, "im2col"),
+    (Conv2D(20, 3, padding="same"), MaxPool2D(2), 20, "winograd"),  # (z, then the epilogue: no pooling transform)
+    (Conv2D(20, 3), None, 20, "winograd"),
+    (Conv2D(5, (2, 3), strides=2), MaxPool2D(3, strides=2, padding="same"), 3, "im2col"),
+    (Conv2D(6, 3, padding="same"), MaxPool2D(2), 1, "im2col"),  # (single-channel has no slope)
+    (Conv2D(6, 5), MaxPool2D(2), 1, "im2col")], ids=["im2col-pool", "im2col", "winograd-pool", "winograd",
+                                                     "strided-overlapping", "one-channel", "one-channel-5x5"])
+@pytest.mark.parametrize("slope", [0.2, 0.3])
+def test_conv_step_with_leaky_relu_equals_the_layers(conv, pool, channels, algorithm, slope, dtype, kernels,
+                                                     monkeypatch):
+    """Conv2D -> LeakyReLU [-> MaxPool2D] as one ConvStep, forward and backward, against the layers' own
+    forward and backward one after another."""
+    monkeypatch.setattr(plan, "WINOGRAD_MIN_TILES", 1)
+    leaky = LeakyReLU(slope)
+    layers = [conv, leaky] + ([pool] if pool else [])
+    minicnn.Sequential(layers, input_shape=(9, 8, channels), dtype=dtype, seed=2)
+    rng = np.random.default_rng(11)
+    conv.bias.value[...] = rng.standard_normal(conv.filters) * 0.5
+    x = rng.standard_normal((3, 9, 8, channels)).astype(dtype)
+    step, = build_steps(layers)
+    assert isinstance(step, ConvStep)
+    what, _ = step.describe(len(x))
+    assert what == f"{algorithm}+leaky_relu({slope:g})" + ("+pool" if pool else "")
+    y, cache = step.forward(x, kernels, Workspace(), True)
+    y = np.array(y)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    grads = [np.zeros_like(p.value) for p in conv.parameters()]
+    dx = step.backward(dy, cache, grads, kernels, Workspace(), True)
+
+    expected, caches = x, []
+    for layer in layers:
+        expected, layer_cache = layer.forward(expected, True)
+        caches.append(layer_cache)
+    expected_grads = [np.zeros_like(p.value) for p in conv.parameters()]
+    expected_dx = dy
+    for layer, layer_cache in zip(reversed(layers), reversed(caches), strict=True):
+        expected_dx = layer.backward(expected_dx, layer_cache, expected_grads if layer is conv else [])
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(y, expected, **tol)
+    np.testing.assert_allclose(dx, expected_dx, **tol)
+    for actual, wanted in zip(grads, expected_grads, strict=True):
+        np.testing.assert_allclose(actual, wanted, **tol)
+
+
+def test_a_leaky_relu_of_slope_zero_is_not_fused():
+    """Slope 0 is not a ReLU at x = 0 (the LeakyReLU passes the gradient there): it stays a layer of its own."""
+    layers = [Conv2D(4, 3), LeakyReLU(0.0), MaxPool2D(2)]
+    minicnn.Sequential(layers, input_shape=(6, 6, 2), dtype="float32")
+    assert [type(step).__name__ for step in build_steps(layers)] == ["ConvStep", "LayerStep", "KernelStep"]
+
+
+def leaky_model(dtype, **settings):
+    layers = [Conv2D(6, 3, padding="same"), LeakyReLU(0.2), MaxPool2D(2), Conv2D(16, 3, activation="leaky_relu"),
+              Conv2D(16, 3, padding="same"), BatchNormalization(), LeakyReLU(0.1), MaxPool2D(2), Flatten(),
+              Dense(3, activation="softmax")]
+    return minicnn.Sequential(layers, input_shape=(10, 10, 1), dtype=dtype, seed=5, **settings)
+
+
+@pytest.mark.parametrize("engine", ["fast", "twins"])
+def test_a_model_with_leaky_convolutions_trains_and_predicts_as_the_reference(engine):
+    rng = np.random.default_rng(12)
+    x, y = rng.random((12, 10, 10, 1)) - 0.3, rng.integers(0, 3, 12)
+    fast, reference = leaky_model("float64", engine=engine, threads=2), leaky_model("float64", engine="reference")
+    text = fast.plan(12, print_fn=None)
+    assert "im2col+leaky_relu(0.2)+pool" in text and "single-channel kernels have no leaky slope" in text
+    assert "+leaky_relu(0.1)+pool" in text and "folded into its kernel and bias" in text  # (inference)
+    assert "the layer's own function" not in text.split("conv2d_2")[0]  # (in training BatchNormStep fuses a ReLU only)
+    for model in (fast, reference):
+        model.compile(minicnn.optimizers.Adam(1e-2))
+    for _ in range(3):
+        assert fast.train_step(x, y)[0] == pytest.approx(reference.train_step(x, y)[0], rel=1e-12)
+    for actual, expected in zip(fast.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(fast.predict(x), reference.predict(x), rtol=1e-9, atol=1e-12)

@@ -5,6 +5,7 @@ The general algorithm of the fast engine (any kernel size, stride and padding)::
     forward, per chunk:   columns = im2col(x)                         kernels.im2col_into (padding built in)
                           z       = columns @ kernel_matrix            BLAS
                           y, argmax = maxpool(relu(z + bias))          kernels.conv_epilogue_forward_into
+                                      (or leaky_relu(z + bias, geometry.slope))
     backward, per chunk:  dz      = dy routed back through pool and ReLU; dbias += its sum
                           dkernel += columns.T @ dz                    (columns recomputed, unless kept)
                           dx      = col2im(dz @ kernel_matrix.T)       skipped for a first layer
@@ -53,7 +54,7 @@ def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training):
         z = workspace.get("z", (rows, g.filters), dtype)
         np.matmul(columns, kernel_matrix, out=z)
         kernels.conv_epilogue_forward_into(z.reshape(stop - start, g.out_h, g.out_w, g.filters), bias,
-                                           *g.epilogue, y[start:stop], argmax[start:stop])
+                                           *g.epilogue, y[start:stop], argmax[start:stop], g.slope)
     return kept
 
 
@@ -68,7 +69,7 @@ def backward(dy, x, y, argmax, kept, kernel, geometry, kernels, workspace, dbias
         rows = (stop - start) * per_image
         dz = workspace.get("dz", (stop - start, g.out_h, g.out_w, g.filters), dtype)
         kernels.conv_epilogue_backward_into(dy[start:stop], y[start:stop], argmax[start:stop], *g.epilogue,
-                                            dz, dbias)
+                                            dz, dbias, g.slope)
         dz = dz.reshape(rows, g.filters)
         if kept is not None:
             columns = kept[start * per_image:stop * per_image]

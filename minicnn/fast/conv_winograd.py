@@ -41,7 +41,7 @@ def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training):
             continue
         z = workspace.get("z", (stop - start, g.out_h, g.out_w, g.filters), dtype)
         kernels.output_transform_into(M, g.tiles_h, g.tiles_w, z)
-        kernels.conv_epilogue_forward_into(z, bias, *g.epilogue, y[start:stop], argmax[start:stop])
+        kernels.conv_epilogue_forward_into(z, bias, *g.epilogue, y[start:stop], argmax[start:stop], g.slope)
     return U
 
 
@@ -59,7 +59,7 @@ def backward(dy, x, y, argmax, U, kernel, geometry, kernels, workspace, dbias, d
         else:
             dz = workspace.get("dz", (stop - start, g.out_h, g.out_w, g.filters), dtype)
             kernels.conv_epilogue_backward_into(dy[start:stop], y[start:stop], argmax[start:stop], *g.epilogue,
-                                                dz, dbias)
+                                                dz, dbias, g.slope)
             kernels.output_transform_backward_into(dz, g.tiles_h, g.tiles_w, dM)
         V, _ = _tile_buffer(workspace, "V", stop - start, channels, g, dtype)
         kernels.input_transform_into(x[start:stop], g.pad_top, g.pad_left, g.tiles_h, g.tiles_w, V)

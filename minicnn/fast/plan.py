@@ -5,9 +5,10 @@
 =====================================  =============================================================
 layers                                 step
 =====================================  =============================================================
-Conv2D [ReLU] [MaxPool2D]              ``ConvStep``: one of three algorithms, chosen per call by
+Conv2D [ReLU | LeakyReLU] [MaxPool2D]  ``ConvStep``: one of three algorithms, chosen per call by
                                        ``choose_conv_algorithm`` (below), with bias, ReLU and pool
-                                       fused into the same pass
+                                       fused into the same pass (a LeakyReLU of slope > 0: its slope in the
+                                       epilogue kernels, kernels/fused.py)
 Dense [ReLU | LeakyReLU]               ``DenseStep``: minicnn/fast/dense.py (a LeakyReLU: its slope in the
                                        bias kernel, kernels/fused.py)
 ReLU, MaxPool2D (alone)                ``KernelStep``: the layer's Numba kernel (kernels/relu.py, pooling.py)
@@ -16,8 +17,8 @@ RandomRotation/Translation/Zoom        ``AugmentStep``: the layer's draw, then t
 BatchNormalization                     ``BatchNormStep``: Numba kernels (kernels/batch_norm.py): in training
                                        the batch statistics in one pass, added up over the threads (each
                                        thread has part of the batch); at inference one affine pass
-Conv2D BatchNormalization [ReLU]       at inference only (``build_steps(layers, inference=True)``):
-  [MaxPool2D]                          ``FoldedConvStep``, the moving statistics folded into the kernel and
+Conv2D BatchNormalization [ReLU |     at inference only (``build_steps(layers, inference=True)``):
+  LeakyReLU] [MaxPool2D]               ``FoldedConvStep``, the moving statistics folded into the kernel and
                                        bias, one ConvStep; in training BatchNormStep [+ ReLU] after the ConvStep
 Dropout                                ``DropoutStep``: the mask drawn in a Numba kernel (kernels/dropout.py),
                                        the layer's own hash of (seed, call, element), so any split of the
@@ -34,6 +35,10 @@ Flatten, Softmax, ...                  ``LayerStep``: the layer's own functions 
 * ``winograd``: 3x3, stride 1, at least WINOGRAD_MIN_CHANNELS input channels, outputs that fill most of the
   2x2 tiles, and at least WINOGRAD_MIN_TILES tiles in the call: minicnn/fast/conv_winograd.py;
 * ``im2col``: everything else: minicnn/fast/conv_im2col.py.
+
+A LeakyReLU after the convolution: the single-channel kernels have no slope in their fused epilogue, so it runs
+by im2col (or Winograd) instead; Winograd's output transform with the pool has none either, so Winograd then
+writes z and runs the epilogue kernel (``geometry.pool_is_tiles`` is False for a leaky epilogue).
 
 ``describe(steps, batch_size, threads)`` says it in words; ``Sequential.plan(batch_size)`` prints it. Every step
 computes what the layers it replaces compute (tests/test_fast_engine.py compares each with the composition of
@@ -86,9 +91,11 @@ class ConvGeometry:
     tiles_w: int
     winograd_fits: bool  # 3x3, stride 1, enough channels, outputs that fill the tiles
     pool_is_tiles: bool  # a 2x2 pool whose windows are exactly the 2x2 output tiles of a 3x3 stride-1 convolution
+                         # (and no LeakyReLU: the kernels that fuse such a pool have no slope)
     chunk: int           # images per im2col chunk
     winograd_chunk: int  # images per Winograd chunk
     argmax_dtype: type
+    slope: float = 0.0   # a LeakyReLU's negative slope (> 0) in the epilogue; 0: none (relu says if a ReLU)
 
     @property
     def depth(self):
@@ -96,7 +103,7 @@ class ConvGeometry:
         return self.kernel_h * self.kernel_w * self.channels
 
 
-def conv_geometry(conv, relu, pool):
+def conv_geometry(conv, relu, pool, leaky=None):
     height, width, channels = conv.input_shape
     kernel_h, kernel_w = conv.kernel_size
     stride_h, stride_w = conv.strides
@@ -123,12 +130,13 @@ def conv_geometry(conv, relu, pool):
         pooled_h, pooled_w, epilogue, tiles_h, tiles_w,
         winograd_fits=(three_by_three and channels >= WINOGRAD_MIN_CHANNELS
                        and out_h * out_w >= 3 * tiles_h * tiles_w),  # (a 3x3 output: 16 values to keep 9)
-        pool_is_tiles=(three_by_three and tuple(epilogue[1:]) == (2, 2, 2, 2, 0, 0)
+        pool_is_tiles=(leaky is None and three_by_three and tuple(epilogue[1:]) == (2, 2, 2, 2, 0, 0)
                        and (out_h, out_w) == (2 * tiles_h, 2 * tiles_w) and (pooled_h, pooled_w) == (tiles_h, tiles_w)),
         chunk=max(1, CHUNK_BYTES // (out_h * out_w * max(depth, conv.filters) * itemsize)),
         winograd_chunk=max(1, WINOGRAD_CHUNK_BYTES
                            // (16 * tiles_h * tiles_w * max(channels, conv.filters) * itemsize)),
-        argmax_dtype=np.uint8 if pool_h * pool_w <= 256 else np.int32)
+        argmax_dtype=np.uint8 if pool_h * pool_w <= 256 else np.int32,
+        slope=0.0 if leaky is None else leaky.negative_slope)
 
 
 def choose_conv_algorithm(geometry, images):
@@ -139,23 +147,35 @@ def choose_conv_algorithm(geometry, images):
         return "single-channel", f"{shape}, 1 input channel, 2x2 pool on the output tiles"
     if (g.channels == 1 and (g.stride_h, g.stride_w) == (1, 1) and tuple(g.epilogue[1:]) == (2, 2, 2, 2, 0, 0)
             and (g.out_h, g.out_w) == (2 * g.pooled_h, 2 * g.pooled_w)):
+        if g.slope:
+            return "im2col", f"{shape}, 1 input channel: the single-channel kernels have no leaky slope"
         return "single-channel-rows", f"{shape}, 1 input channel, 2x2 pool, along image rows"
     tiles = images * g.tiles_h * g.tiles_w
     if g.winograd_fits and tiles >= WINOGRAD_MIN_TILES:
-        return "winograd", f"{shape}, {g.channels} channels, {tiles} tiles per thread"
+        leaky_pool = g.slope and g.epilogue.pool_h > 1
+        return "winograd", (f"{shape}, {g.channels} channels, {tiles} tiles per thread"
+                            + ("; z, then the leaky epilogue (the pooling output transform has no slope)"
+                               if leaky_pool else ""))
     if g.winograd_fits:
         return "im2col", f"{shape}, {tiles} tiles per thread < {WINOGRAD_MIN_TILES}: one larger product wins"
     return "im2col", f"{shape}, {g.channels} channel{'s' if g.channels != 1 else ''}"
 
 
 # ---------------------------------------------------------------- steps
-class ConvStep:
-    """Conv2D [-> ReLU] [-> MaxPool2D], fused: the algorithm ``choose_conv_algorithm`` names."""
+def _layer_words(layers):
+    """How describe() names the layers fused after a convolution: relu, leaky_relu(0.2), batchnorm, pool."""
+    words = {ReLU: "relu", MaxPool2D: "pool", BatchNormalization: "batchnorm"}
+    return [f"leaky_relu({layer.negative_slope:g})" if type(layer) is LeakyReLU else words[type(layer)]
+            for layer in layers]
 
-    def __init__(self, conv, relu, pool, index):
+
+class ConvStep:
+    """Conv2D [-> ReLU | LeakyReLU] [-> MaxPool2D], fused: the algorithm ``choose_conv_algorithm`` names."""
+
+    def __init__(self, conv, relu, pool, index, leaky=None):
         self.conv, self.index = conv, index
-        self.layers = [layer for layer in (conv, relu, pool) if layer is not None]
-        self.geometry = conv_geometry(conv, relu, pool)
+        self.layers = [layer for layer in (conv, relu, leaky, pool) if layer is not None]
+        self.geometry = conv_geometry(conv, relu, pool, leaky)
 
     def forward(self, x, kernels, workspace, training):
         g = self.geometry
@@ -179,8 +199,7 @@ class ConvStep:
 
     def describe(self, images):
         name, why = choose_conv_algorithm(self.geometry, images)
-        after = [type(layer).__name__.lower().replace("maxpool2d", "pool") for layer in self.layers[1:]]
-        return "+".join([name] + after), why
+        return "+".join([name] + _layer_words(self.layers[1:])), why
 
 
 class DenseStep:
@@ -373,10 +392,10 @@ class FoldedConvStep(ConvStep):
     (kernel * scale, bias * scale + shift), and the ReLU and pool after it fuse as after any convolution.
     Training runs the unfolded plan (ConvStep, BatchNormStep: the batch statistics change every step)."""
 
-    def __init__(self, conv, norm, relu, pool, index):
-        super().__init__(conv, relu, pool, index)
+    def __init__(self, conv, norm, relu, pool, index, leaky=None):
+        super().__init__(conv, relu, pool, index, leaky)
         self.norm = norm
-        self.layers = [layer for layer in (conv, norm, relu, pool) if layer is not None]
+        self.layers = [layer for layer in (conv, norm, relu, leaky, pool) if layer is not None]
 
     def forward(self, x, kernels, workspace, training):
         if training:
@@ -399,9 +418,7 @@ class FoldedConvStep(ConvStep):
 
     def describe(self, images):
         name, why = choose_conv_algorithm(self.geometry, images)
-        after = [type(layer).__name__.lower().replace("maxpool2d", "pool").replace("batchnormalization", "batchnorm")
-                 for layer in self.layers[1:]]
-        return "+".join([name] + after), why + "; batchnorm folded into its kernel and bias"
+        return "+".join([name] + _layer_words(self.layers[1:])), why + "; batchnorm folded into its kernel and bias"
 
 
 class DropoutStep:
@@ -456,6 +473,9 @@ def build_steps(layers, inference=False):
     def next_is(position, kind):
         return position < len(layers) and type(layers[position]) is kind
 
+    def fusable_leaky(position):  # (slope 0 is not a ReLU at x = 0: it stays a layer of its own)
+        return next_is(position, LeakyReLU) and layers[position].negative_slope > 0
+
     while index < len(layers):
         layer = layers[index]
         follows = index + 1
@@ -463,23 +483,31 @@ def build_steps(layers, inference=False):
         if inference and type(layer) is Conv2D and next_is(follows, BatchNormalization):
             norm = layers[follows]
             follows += 1
+            leaky = None
             if next_is(follows, ReLU):
                 relu = layers[follows]
+                follows += 1
+            elif fusable_leaky(follows):
+                leaky = layers[follows]
                 follows += 1
             if next_is(follows, MaxPool2D):
                 pool = layers[follows]
                 follows += 1
-            steps.append(FoldedConvStep(layer, norm, relu, pool, index))
+            steps.append(FoldedConvStep(layer, norm, relu, pool, index, leaky))
             index = follows
             continue
         if type(layer) in (Conv2D, Dense, BatchNormalization) and next_is(follows, ReLU):
             relu = layers[follows]
             follows += 1
         if type(layer) is Conv2D:
+            leaky = None
+            if relu is None and fusable_leaky(follows):
+                leaky = layers[follows]
+                follows += 1
             if next_is(follows, MaxPool2D):
                 pool = layers[follows]
                 follows += 1
-            steps.append(ConvStep(layer, relu, pool, index))
+            steps.append(ConvStep(layer, relu, pool, index, leaky))
         elif type(layer) is Dense:
             leaky = None
             if relu is None and next_is(follows, LeakyReLU):
