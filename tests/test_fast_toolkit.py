@@ -359,3 +359,80 @@ def test_a_model_with_leaky_convolutions_trains_and_predicts_as_the_reference(en
     for actual, expected in zip(fast.get_weights(), reference.get_weights(), strict=True):
         np.testing.assert_allclose(actual, expected, rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(fast.predict(x), reference.predict(x), rtol=1e-9, atol=1e-12)
+
+
+@KERNELS
+@DTYPES
+@pytest.mark.parametrize("make, channels, algorithm", [
+    (lambda: (Conv2D(6, 3, padding="same", activation="relu"), []), 3, "im2col+relu"),
+    (lambda: (Conv2D(20, 3, padding="same"), [ReLU()]), 20, "winograd"),
+    (lambda: (Conv2D(20, 3, padding="same", activation="relu"), [MaxPool2D(2)]), 20, "winograd+relu+pool"),
+    (lambda: (Conv2D(5, (2, 3), strides=2), []), 3, "im2col"),
+    (lambda: (Conv2D(6, 3, padding="same", activation="relu"), [MaxPool2D(2)]), 1, "single-channel+relu+pool")],
+    ids=["im2col", "winograd", "winograd-pool", "strided", "single-channel"])
+@pytest.mark.parametrize("parts", [1, 2])
+def test_batch_norm_sums_taken_in_the_convolutions_output_pass(make, channels, algorithm, parts, dtype, kernels,
+                                                               monkeypatch):
+    """Conv2D [ReLU] [MaxPool2D] -> BatchNormalization [-> ReLU] in training: the ConvStep adds up the
+    BatchNormalization's sums chunk by chunk as it writes its output, the BatchNormStep uses them. Forward
+    (output, moving statistics) and backward (dx, every gradient) against the layers' own functions, whole or
+    split over threads."""
+    monkeypatch.setattr(plan, "WINOGRAD_MIN_TILES", 1)
+    conv, after = make()
+    norm = BatchNormalization()
+    layers = [conv] + [layer for layer in after if not isinstance(layer, ReLU)] + [norm] + \
+        [layer for layer in after if isinstance(layer, ReLU)]
+    layers = minicnn.Sequential(layers, input_shape=(9, 8, channels), dtype=dtype, seed=3).layers  # (+ activation)
+    rng = np.random.default_rng(13)
+    for parameter in norm.parameters():
+        parameter.value[...] = rng.standard_normal(norm.input_shape[-1])
+    norm.moving_mean.value[...] = rng.standard_normal(norm.input_shape[-1]) * 0.1
+    x = rng.standard_normal((6, 9, 8, channels)).astype(dtype)
+    steps = build_steps(layers)
+    assert [type(step) for step in steps] == [ConvStep, BatchNormStep]
+    assert steps[0].statistics_for is steps[1] and steps[1].sums_from_conv
+    assert steps[0].describe(6)[0] == algorithm and "output pass" in steps[0].describe(6)[1]
+
+    moving = [norm.moving_mean.value.copy(), norm.moving_variance.value.copy()]
+    expected, caches = x, []
+    for layer in layers:
+        expected, layer_cache = layer.forward(expected, True)
+        caches.append(layer_cache)
+    expected_moving = [norm.moving_mean.value.copy(), norm.moving_variance.value.copy()]
+    dy = rng.standard_normal(expected.shape).astype(dtype)
+    expected_grads = {id(layer): [np.zeros_like(p.value) for p in layer.parameters()] for layer in layers}
+    expected_dx = dy
+    for layer, layer_cache in zip(reversed(layers), reversed(caches), strict=True):
+        expected_dx = layer.backward(expected_dx, layer_cache, expected_grads[id(layer)])
+    norm.moving_mean.value[...], norm.moving_variance.value[...] = moving
+
+    bounds = [len(x) * i // parts for i in range(parts + 1)]
+    reducer = Reducer(parts)
+    grads = [{id(step): [np.zeros_like(p.value) for p in step.layers[0].parameters()] for step in steps}
+             for _ in range(parts)]
+
+    def run(slot):
+        start, stop = bounds[slot], bounds[slot + 1]
+        workspace = Workspace()
+        workspace.part = Part(start, len(x), slot, reducer)
+        h, step_caches = x[start:stop], []
+        for step in steps:
+            h, step_cache = step.forward(h, kernels, workspace, True)
+            step_caches.append(step_cache)
+        y, g = np.array(h), dy[start:stop]
+        for step, step_cache in zip(reversed(steps), reversed(step_caches), strict=True):
+            g = step.backward(g, step_cache, grads[slot][id(step)], kernels, workspace, True)
+        return y, np.array(g)
+
+    results = run_in_threads(run, parts)
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(np.concatenate([r[0] for r in results]), expected, **tol)
+    np.testing.assert_allclose(np.concatenate([r[1] for r in results]), expected_dx, **tol)
+    for step in steps:
+        # (rounding follows the layer's largest gradient: the conv bias's is ~0 before a BatchNormalization)
+        largest = max(np.abs(wanted).max() for wanted in expected_grads[id(step.layers[0])])
+        for number, wanted in enumerate(expected_grads[id(step.layers[0])]):
+            np.testing.assert_allclose(sum(g[id(step)][number] for g in grads), wanted, rtol=tol["rtol"],
+                                       atol=tol["atol"] + tol["rtol"] * largest)
+    np.testing.assert_allclose(norm.moving_mean.value, expected_moving[0], **tol)
+    np.testing.assert_allclose(norm.moving_variance.value, expected_moving[1], **tol)

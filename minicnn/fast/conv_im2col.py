@@ -34,8 +34,9 @@ def _im2col(x, columns, geometry, kernels):
                         g.out_h, g.out_w)
 
 
-def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training):
-    """x (N, H, W, C) -> y, argmax (N, OH', OW', F) written; returns the columns kept for backward (or None)."""
+def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training, statistics=None):
+    """x (N, H, W, C) -> y, argmax (N, OH', OW', F) written; returns the columns kept for backward (or None).
+    ``statistics`` (center, sums): a BatchNormalization's sums of y added chunk by chunk (kernels/batch_norm.py)."""
     g, batch, dtype = geometry, len(x), x.dtype
     per_image = g.out_h * g.out_w
     kernel_matrix = kernel.reshape(g.depth, g.filters)
@@ -55,6 +56,8 @@ def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training):
         np.matmul(columns, kernel_matrix, out=z)
         kernels.conv_epilogue_forward_into(z.reshape(stop - start, g.out_h, g.out_w, g.filters), bias,
                                            *g.epilogue, y[start:stop], argmax[start:stop], g.slope)
+        if statistics is not None:
+            kernels.batch_norm_sums_into(y[start:stop].reshape(-1, g.filters), *statistics)
     return kept
 
 

@@ -176,6 +176,7 @@ class ConvStep:
         self.conv, self.index = conv, index
         self.layers = [layer for layer in (conv, relu, leaky, pool) if layer is not None]
         self.geometry = conv_geometry(conv, relu, pool, leaky)
+        self.statistics_for = None  # the BatchNormStep right after it in training (build_steps): see forward
 
     def forward(self, x, kernels, workspace, training):
         g = self.geometry
@@ -183,8 +184,20 @@ class ConvStep:
         y = workspace.get((self, "y"), (len(x), g.pooled_h, g.pooled_w, g.filters), x.dtype)
         argmax = workspace.get((self, "argmax"), y.shape, g.argmax_dtype)
         name, _ = choose_conv_algorithm(g, len(x))
-        kept = CONV_ALGORITHMS[name].forward(x, self.conv.kernel.value, self.conv.bias.value, g, kernels, workspace,
-                                             y, argmax, training)
+        arguments = (x, self.conv.kernel.value, self.conv.bias.value, g, kernels, workspace, y, argmax, training)
+        if not (training and self.statistics_for is not None):
+            return y, (name, x, y, argmax, CONV_ALGORITHMS[name].forward(*arguments))
+        # A BatchNormalization follows, in training: its batch-statistics sums (kernels.batch_norm_sums_into)
+        # are taken chunk by chunk right after the epilogue wrote the chunk, while it is still in the cache, instead
+        # of in a pass of their own over the whole output. The BatchNormStep then reads them from the workspace.
+        sums = workspace.get((self.statistics_for, "sums"), (2, g.filters), np.float64)
+        sums[...] = 0
+        statistics = (self.statistics_for.layer.moving_mean.value.astype(np.float64), sums)
+        if name in ("im2col", "winograd"):
+            kept = CONV_ALGORITHMS[name].forward(*arguments, statistics=statistics)
+        else:  # (the one-channel kernels do the whole batch at once: the sums after it)
+            kept = CONV_ALGORITHMS[name].forward(*arguments)
+            kernels.batch_norm_sums_into(y.reshape(-1, g.filters), *statistics)
         return y, (name, x, y, argmax, kept)
 
     def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
@@ -199,6 +212,8 @@ class ConvStep:
 
     def describe(self, images):
         name, why = choose_conv_algorithm(self.geometry, images)
+        if self.statistics_for is not None:
+            why += "; the next batchnorm's sums taken in its output pass"
         return "+".join([name] + _layer_words(self.layers[1:])), why
 
 
@@ -314,6 +329,7 @@ class BatchNormStep:
     def __init__(self, layer, index, relu=None, after_relu=False):
         self.layer, self.index, self.relu, self.after_relu = layer, index, relu is not None, after_relu
         self.layers = [layer] + ([relu] if relu is not None else [])
+        self.sums_from_conv = False  # training: the ConvStep before it has put this thread's sums in the workspace
 
     def _affine(self, mean, variance, dtype):
         """(inv, scale, shift): the layer's y = x * scale + shift for these statistics."""
@@ -336,7 +352,10 @@ class BatchNormStep:
         part = workspace.part
         layer.check_training_batch(part.total)
         center = layer.moving_mean.value.astype(np.float64)  # the same on every thread: see kernels/batch_norm.py
-        sums = kernels.batch_norm_sums_into(rows, center, np.zeros((2, rows.shape[1])))
+        if self.sums_from_conv:  # (taken with the same center, in the ConvStep's output pass)
+            sums = workspace.get((self, "sums"), (2, rows.shape[1]), np.float64)
+        else:
+            sums = kernels.batch_norm_sums_into(rows, center, np.zeros((2, rows.shape[1])))
         sums = part.total_of((self, "forward"), sums)
         count = part.total * (len(rows) // len(x))
         offset = sums[0] / count
@@ -383,6 +402,8 @@ class BatchNormStep:
         why = "kernels: batch statistics in one pass, summed over the threads"
         if self.after_relu:
             why += "; after a ReLU: not foldable at inference"
+        if self.sums_from_conv:
+            why += "; its sums from the convolution's output pass"
         return "batchnorm+relu" if self.relu else "batchnorm", why
 
 
@@ -525,6 +546,10 @@ def build_steps(layers, inference=False):
         else:
             steps.append(LayerStep(layer, index))
         index = follows
+    if not inference:  # training: a BatchNormalization's sums taken in the output pass of the convolution before it
+        for before, after in zip(steps, steps[1:]):
+            if type(before) is ConvStep and type(after) is BatchNormStep:
+                before.statistics_for, after.sums_from_conv = after, True
     return steps
 
 
