@@ -436,3 +436,30 @@ def test_batch_norm_sums_taken_in_the_convolutions_output_pass(make, channels, a
                                        atol=tol["atol"] + tol["rtol"] * largest)
     np.testing.assert_allclose(norm.moving_mean.value, expected_moving[0], **tol)
     np.testing.assert_allclose(norm.moving_variance.value, expected_moving[1], **tol)
+
+
+@KERNELS
+@DTYPES
+@pytest.mark.parametrize("pool", [(2, 2, "valid"), (2, 2, "same"), (3, 2, "same"), (3, 1, "valid"), (2, 3, "valid")],
+                         ids=["2x2", "2x2-same-odd", "3x3-stride-2-same", "3x3-stride-1", "2x2-stride-3"])
+def test_a_lone_maxpool_step_equals_the_layer(pool, dtype, kernels):
+    """MaxPool2D after a BatchNormalization (report001) runs as a KernelStep on the conv epilogue kernel: the
+    layer's maxima, tie rule, signed zeros and gradient, odd sizes and "same" padding included."""
+    size, strides, padding = pool
+    layer = MaxPool2D(size, strides=strides, padding=padding)
+    model = minicnn.Sequential([BatchNormalization(), layer], input_shape=(7, 9, 5), dtype=dtype)
+    step = build_steps(model.layers)[1]
+    assert type(step).__name__ == "KernelStep"
+    rng = np.random.default_rng(14)
+    x = np.round(rng.standard_normal((3, 7, 9, 5)) * 2).astype(dtype)  # (ties)
+    x[0, :2, :2, 0] = -0.0
+    x[1, :2, :2, 1] = [[-0.0, 0.0], [0.0, -0.0]]
+    workspace = Workspace()
+    for _ in range(2):  # (the workspace's buffers used again)
+        y, cache = step.forward(x, kernels, workspace, True)
+        expected_y, layer_cache = layer.forward(x, True)
+        np.testing.assert_array_equal(y, expected_y)
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(expected_y))
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        np.testing.assert_allclose(step.backward(dy, cache, [], kernels, workspace, True),
+                                   layer.backward(dy, layer_cache, []), **tolerance(dtype))

@@ -11,7 +11,8 @@ Conv2D [ReLU | LeakyReLU] [MaxPool2D]  ``ConvStep``: one of three algorithms, ch
                                        epilogue kernels, kernels/fused.py)
 Dense [ReLU | LeakyReLU]               ``DenseStep``: minicnn/fast/dense.py (a LeakyReLU: its slope in the
                                        bias kernel, kernels/fused.py)
-ReLU, MaxPool2D (alone)                ``KernelStep``: the layer's Numba kernel (kernels/relu.py, pooling.py)
+ReLU, MaxPool2D (alone)                ``KernelStep``: the ReLU's Numba kernel (kernels/relu.py); a pool by the
+                                       conv epilogue kernel without bias or ReLU (kernels/fused.py)
 RandomRotation/Translation/Zoom        ``AugmentStep``: the layer's draw, then the warp kernel (kernels/warp.py);
                                        at the start of a model, run on the whole batch before it is split
 BatchNormalization                     ``BatchNormStep``: Numba kernels (kernels/batch_norm.py): in training
@@ -266,15 +267,19 @@ class KernelStep:
         if isinstance(self.layer, ReLU):
             y = kernels.relu_forward(x)
             return y, y
+        # The pool by the convolutions' epilogue kernel (kernels/fused.py: no ReLU, a bias of -0.0, which adds
+        # nothing, not even to the sign of a zero): the same maxima and tie rule as kernels.maxpool_forward, but
+        # vectorised over the channels, into the workspace, the padding skipped instead of built.
         pool = self.layer
-        padded = x
-        _, height, width, _ = x.shape
-        out_h, pad_h = window_output_size(height, pool.pool_size[0], pool.strides[0], pool.padding)
-        out_w, pad_w = window_output_size(width, pool.pool_size[1], pool.strides[1], pool.padding)
-        if pool.padding == "same":
-            padded = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-np.inf)
-        y, argmax = kernels.maxpool_forward(padded, *pool.pool_size, *pool.strides, out_h, out_w)
-        return y, (argmax, padded.shape, pad_h, pad_w)
+        batch, height, width, channels = x.shape
+        out_h, (pad_top, _) = window_output_size(height, pool.pool_size[0], pool.strides[0], pool.padding)
+        out_w, (pad_left, _) = window_output_size(width, pool.pool_size[1], pool.strides[1], pool.padding)
+        window = (*pool.pool_size, *pool.strides, pad_top, pad_left)
+        y = workspace.get((self, "y"), (batch, out_h, out_w, channels), x.dtype)
+        argmax = workspace.get((self, "argmax"), y.shape,
+                               np.uint8 if pool.pool_size[0] * pool.pool_size[1] <= 256 else np.int32)
+        kernels.conv_epilogue_forward_into(x, np.full(channels, -0.0, x.dtype), False, *window, y, argmax)
+        return y, (y, argmax, x.shape, window)
 
     def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
         if not need_input_grad:
@@ -282,10 +287,10 @@ class KernelStep:
         dy = np.ascontiguousarray(dy)
         if isinstance(self.layer, ReLU):
             return kernels.relu_backward(dy, cache)
-        argmax, padded_shape, pad_h, pad_w = cache
-        dx = np.zeros(padded_shape, dtype=dy.dtype)
-        kernels.maxpool_backward_add_into(dy, argmax, dx, *self.layer.pool_size, *self.layer.strides)
-        return dx[:, pad_h[0]:padded_shape[1] - pad_h[1], pad_w[0]:padded_shape[2] - pad_w[1], :]
+        y, argmax, shape, window = cache
+        dx = workspace.get((self, "dx"), shape, dy.dtype)
+        kernels.conv_epilogue_backward_into(dy, y, argmax, False, *window, dx, np.zeros(shape[3], dy.dtype))
+        return dx
 
     def describe(self, images):
         return type(self.layer).__name__.lower(), "kernel (nothing to fuse it with)"
