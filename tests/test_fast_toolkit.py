@@ -351,7 +351,8 @@ def test_a_model_with_leaky_convolutions_trains_and_predicts_as_the_reference(en
     text = fast.plan(12, print_fn=None)
     assert "im2col+leaky_relu(0.2)+pool" in text and "single-channel kernels have no leaky slope" in text
     assert "+leaky_relu(0.1)+pool" in text and "folded into its kernel and bias" in text  # (inference)
-    assert "the layer's own function" not in text.split("conv2d_2")[0]  # (in training BatchNormStep fuses a ReLU only)
+    assert "batchnorm+leaky_relu(0.1)" in text  # (training)
+    assert "the layer's own function" not in text.split("flatten")[0]
     for model in (fast, reference):
         model.compile(minicnn.optimizers.Adam(1e-2))
     for _ in range(3):
@@ -463,3 +464,33 @@ def test_a_lone_maxpool_step_equals_the_layer(pool, dtype, kernels):
         dy = rng.standard_normal(y.shape).astype(dtype)
         np.testing.assert_allclose(step.backward(dy, cache, [], kernels, workspace, True),
                                    layer.backward(dy, layer_cache, []), **tolerance(dtype))
+
+
+@KERNELS
+@DTYPES
+@pytest.mark.parametrize("input_shape", [(5, 4, 3), (6,)])
+@pytest.mark.parametrize("parts", [1, 2])
+def test_batch_norm_step_with_leaky_relu_equals_the_layers(input_shape, parts, dtype, kernels):
+    """BatchNormalization -> LeakyReLU as one BatchNormStep (the slope in the batch-norm kernels), in training,
+    whole or split over threads, and at inference, against the two layers' own functions."""
+    layer, leaky = batch_norm_layer(input_shape, dtype), LeakyReLU(0.2)
+    rng = np.random.default_rng(15)
+    x = (rng.standard_normal((9, *input_shape)) * 2 + 3).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    moving = [layer.moving_mean.value.copy(), layer.moving_variance.value.copy()]
+    normalized, cache = layer.forward(x, True)
+    expected_y, leaky_cache = leaky.forward(normalized, True)
+    assert (normalized < 0).any()
+    expected_grads = [np.zeros_like(p.value) for p in layer.parameters()]
+    expected_dx = layer.backward(leaky.backward(dy, leaky_cache, []), cache, expected_grads)
+    layer.moving_mean.value[...], layer.moving_variance.value[...] = moving
+    step, = build_steps([layer, leaky])
+    assert isinstance(step, BatchNormStep) and step.describe(9)[0] == "batchnorm+leaky_relu(0.2)"
+    y, dx, grads = in_parts(step, x, dy, kernels, parts, [p.shape for p in layer.parameters()])
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(y, expected_y, **tol)
+    np.testing.assert_allclose(dx, expected_dx, **tol)
+    for actual, expected in zip(grads, expected_grads, strict=True):
+        np.testing.assert_allclose(actual, expected, **tol)
+    inference, _ = step.forward(x, kernels, Workspace(), False)
+    np.testing.assert_allclose(inference, leaky.forward(layer.forward(x, False)[0], False)[0], **tol)

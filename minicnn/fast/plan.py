@@ -15,7 +15,7 @@ ReLU, MaxPool2D (alone)                ``KernelStep``: the ReLU's Numba kernel (
                                        conv epilogue kernel without bias or ReLU (kernels/fused.py)
 RandomRotation/Translation/Zoom        ``AugmentStep``: the layer's draw, then the warp kernel (kernels/warp.py);
                                        at the start of a model, run on the whole batch before it is split
-BatchNormalization                     ``BatchNormStep``: Numba kernels (kernels/batch_norm.py): in training
+BatchNormalization [ReLU | LeakyReLU]  ``BatchNormStep``: Numba kernels (kernels/batch_norm.py): in training
                                        the batch statistics in one pass, added up over the threads (each
                                        thread has part of the batch); at inference one affine pass
 Conv2D BatchNormalization [ReLU |     at inference only (``build_steps(layers, inference=True)``):
@@ -331,9 +331,10 @@ class BatchNormStep:
     ``workspace.part`` adds the threads' sums up (a barrier), so the statistics are the whole batch's, as on the
     reference engine. A ReLU right after it is fused into the same kernels."""
 
-    def __init__(self, layer, index, relu=None, after_relu=False):
+    def __init__(self, layer, index, relu=None, after_relu=False, leaky=None):
         self.layer, self.index, self.relu, self.after_relu = layer, index, relu is not None, after_relu
-        self.layers = [layer] + ([relu] if relu is not None else [])
+        self.slope = 0.0 if leaky is None else leaky.negative_slope  # a LeakyReLU after it: its slope in the kernels
+        self.layers = [layer] + [after for after in (relu, leaky) if after is not None]
         self.sums_from_conv = False  # training: the ConvStep before it has put this thread's sums in the workspace
 
     def _affine(self, mean, variance, dtype):
@@ -352,7 +353,7 @@ class BatchNormStep:
         y = workspace.get((self, "y"), rows.shape, dtype)
         if not training:
             inv, scale, shift = self._affine(layer.moving_mean.value, layer.moving_variance.value, dtype)
-            kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y)
+            kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y, self.slope)
             return y.reshape(x.shape), (False, rows, y, None, None, scale)
         part = workspace.part
         layer.check_training_batch(part.total)
@@ -371,7 +372,7 @@ class BatchNormStep:
             layer.moving_mean.value[...] = layer.moving_mean.value * momentum + mean * (1 - momentum)
             layer.moving_variance.value[...] = layer.moving_variance.value * momentum + variance * (1 - momentum)
         inv, scale, shift = self._affine(mean, variance, dtype)
-        kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y)
+        kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y, self.slope)
         return y.reshape(x.shape), (True, rows, y, mean, inv, scale)
 
     def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
@@ -382,7 +383,7 @@ class BatchNormStep:
             mean = self.layer.moving_mean.value
             inv = 1 / np.sqrt(self.layer.moving_variance.value + dtype.type(self.layer.epsilon))
         sums = kernels.batch_norm_backward_sums_into(dy_rows, y, self.relu, rows, mean, inv,
-                                                     np.zeros((2, rows.shape[1])))
+                                                     np.zeros((2, rows.shape[1])), self.slope)
         position = 0
         if self.layer.scale:  # this thread's share: the engine adds the threads' gradient buffers up
             grads[0][...] = sums[1]
@@ -394,13 +395,15 @@ class BatchNormStep:
         dx = workspace.get((self, "dx"), rows.shape, dtype)
         if not training:  # (dbeta_mean = dgamma_mean = 0: the statistics are constants)
             zeros = np.zeros(rows.shape[1], dtype=dtype)
-            kernels.batch_norm_backward_into(dy_rows, y, self.relu, rows, mean, inv, scale, zeros, zeros, dx)
+            kernels.batch_norm_backward_into(dy_rows, y, self.relu, rows, mean, inv, scale, zeros, zeros, dx,
+                                             self.slope)
             return dx.reshape(dy.shape)
         part = workspace.part
         sums = part.total_of((self, "backward"), sums)
         count = part.total * (len(rows) // len(dy))
         kernels.batch_norm_backward_into(dy_rows, y, self.relu, rows, mean, inv, scale,
-                                         (sums[0] / count).astype(dtype), (sums[1] / count).astype(dtype), dx)
+                                         (sums[0] / count).astype(dtype), (sums[1] / count).astype(dtype), dx,
+                                         self.slope)
         return dx.reshape(dy.shape)
 
     def describe(self, images):
@@ -409,7 +412,8 @@ class BatchNormStep:
             why += "; after a ReLU: not foldable at inference"
         if self.sums_from_conv:
             why += "; its sums from the convolution's output pass"
-        return "batchnorm+relu" if self.relu else "batchnorm", why
+        after = "+relu" if self.relu else f"+leaky_relu({self.slope:g})" if self.slope else ""
+        return "batchnorm" + after, why
 
 
 class FoldedConvStep(ConvStep):
@@ -545,7 +549,12 @@ def build_steps(layers, inference=False):
         elif getattr(layer, "augments", False):
             steps.append(AugmentStep(layer, index))
         elif type(layer) is BatchNormalization:
-            steps.append(BatchNormStep(layer, index, relu, after_relu=index > 0 and type(layers[index - 1]) is ReLU))
+            leaky = None
+            if relu is None and fusable_leaky(follows):
+                leaky = layers[follows]
+                follows += 1
+            steps.append(BatchNormStep(layer, index, relu, after_relu=index > 0 and type(layers[index - 1]) is ReLU,
+                                       leaky=leaky))
         elif type(layer) is Dropout:
             steps.append(DropoutStep(layer, index))
         else:
