@@ -96,9 +96,11 @@ def pool_arguments(h, w, relu, pool):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", POOLS)
 @pytest.mark.parametrize("with_ties", [False, True])
-def test_conv_epilogue(case, dtype, with_ties):
+@pytest.mark.parametrize("slope", [0.0, 0.2], ids=["relu-or-none", "leaky"])
+def test_conv_epilogue(case, dtype, with_ties, slope):
+    """The Numba kernels against their twins; ``slope`` 0.2: a LeakyReLU in place of the case's ReLU."""
     n, h, w, f, relu, pool = case
-    (out_h, out_w), arguments = pool_arguments(h, w, relu, pool)
+    (out_h, out_w), arguments = pool_arguments(h, w, relu and not slope, pool)
     rng = np.random.default_rng(2)
     z = rng.standard_normal((n, h, w, f)).astype(dtype)
     bias = rng.standard_normal(f).astype(dtype)
@@ -110,7 +112,7 @@ def test_conv_epilogue(case, dtype, with_ties):
     for kernel in (fused.conv_epilogue_forward_into_numpy, fused.conv_epilogue_forward_into_numba):
         y = np.full((n, out_h, out_w, f), np.nan, dtype=dtype)
         argmax = np.full(y.shape, 255, dtype=np.uint8)
-        kernel(z, bias, *arguments, y, argmax)
+        kernel(z, bias, *arguments, y, argmax, slope)
         outputs.append((y, argmax))
     (y, argmax), (y_fast, argmax_fast) = outputs
     np.testing.assert_array_equal(y_fast, y)
@@ -119,8 +121,8 @@ def test_conv_epilogue(case, dtype, with_ties):
     dy = rng.standard_normal(y.shape).astype(dtype)
     dz, dz_fast = np.full_like(z, np.nan), np.full_like(z, np.nan)
     dbias, dbias_fast = np.ones(f, dtype), np.ones(f, dtype)  # the kernels ADD onto dbias
-    fused.conv_epilogue_backward_into_numpy(dy, y, argmax, *arguments, dz, dbias)
-    fused.conv_epilogue_backward_into_numba(dy, y, argmax, *arguments, dz_fast, dbias_fast)
+    fused.conv_epilogue_backward_into_numpy(dy, y, argmax, *arguments, dz, dbias, slope)
+    fused.conv_epilogue_backward_into_numba(dy, y, argmax, *arguments, dz_fast, dbias_fast, slope)
     np.testing.assert_allclose(dz_fast, dz, **tolerance(dtype))  # overlapping windows add in another order
     np.testing.assert_allclose(dbias_fast, dbias, **tolerance(dtype))
 

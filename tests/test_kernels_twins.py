@@ -183,17 +183,18 @@ def test_batch_norm_kernels(rows, features, dtype):
     scale, offset = (rng.standard_normal(features).astype(dtype) for _ in range(2))
     mean, inv = x.mean(axis=0), (1 / (x.std(axis=0) + 1)).astype(dtype)
     dbeta_mean, dgamma_mean = (rng.standard_normal(features).astype(dtype) for _ in range(2))
-    for with_relu in (False, True):
-        y = [kernel(x, scale, offset, with_relu, np.empty_like(x))
+    for with_relu, slope in ((False, 0.0), (True, 0.0), (False, 0.2)):  # (slope 0.2: a LeakyReLU after it)
+        y = [kernel(x, scale, offset, with_relu, np.empty_like(x), slope)
              for kernel in (batch_norm.batch_norm_forward_into_numpy, batch_norm.batch_norm_forward_into_numba)]
         np.testing.assert_array_equal(y[1], y[0])
         assert not with_relu or (y[0] >= 0).all()
+        assert not slope or rows < 10 or (y[0] < 0).any()
         y = y[0]
-        sums = [kernel(dy, y, with_relu, x, mean, inv, np.zeros((2, features))) for kernel in
+        sums = [kernel(dy, y, with_relu, x, mean, inv, np.zeros((2, features)), slope) for kernel in
                 (batch_norm.batch_norm_backward_sums_into_numpy, batch_norm.batch_norm_backward_sums_into_numba)]
         np.testing.assert_allclose(sums[1], sums[0], rtol=1e-9, atol=1e-12)
-        dx = [kernel(dy, y, with_relu, x, mean, inv, scale, dbeta_mean, dgamma_mean, np.empty_like(x)) for kernel in
-              (batch_norm.batch_norm_backward_into_numpy, batch_norm.batch_norm_backward_into_numba)]
+        dx = [kernel(dy, y, with_relu, x, mean, inv, scale, dbeta_mean, dgamma_mean, np.empty_like(x), slope)
+              for kernel in (batch_norm.batch_norm_backward_into_numpy, batch_norm.batch_norm_backward_into_numba)]
         np.testing.assert_allclose(dx[1], dx[0], rtol=tolerance, atol=tolerance)
 
 

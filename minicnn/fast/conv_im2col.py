@@ -5,6 +5,7 @@ The general algorithm of the fast engine (any kernel size, stride and padding)::
     forward, per chunk:   columns = im2col(x)                         kernels.im2col_into (padding built in)
                           z       = columns @ kernel_matrix            BLAS
                           y, argmax = maxpool(relu(z + bias))          kernels.conv_epilogue_forward_into
+                                      (or leaky_relu(z + bias, geometry.slope))
     backward, per chunk:  dz      = dy routed back through pool and ReLU; dbias += its sum
                           dkernel += columns.T @ dz                    (columns recomputed, unless kept)
                           dx      = col2im(dz @ kernel_matrix.T)       skipped for a first layer
@@ -33,8 +34,9 @@ def _im2col(x, columns, geometry, kernels):
                         g.out_h, g.out_w)
 
 
-def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training):
-    """x (N, H, W, C) -> y, argmax (N, OH', OW', F) written; returns the columns kept for backward (or None)."""
+def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training, statistics=None):
+    """x (N, H, W, C) -> y, argmax (N, OH', OW', F) written; returns the columns kept for backward (or None).
+    ``statistics`` (center, sums): a BatchNormalization's sums of y added chunk by chunk (kernels/batch_norm.py)."""
     g, batch, dtype = geometry, len(x), x.dtype
     per_image = g.out_h * g.out_w
     kernel_matrix = kernel.reshape(g.depth, g.filters)
@@ -53,7 +55,9 @@ def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training):
         z = workspace.get("z", (rows, g.filters), dtype)
         np.matmul(columns, kernel_matrix, out=z)
         kernels.conv_epilogue_forward_into(z.reshape(stop - start, g.out_h, g.out_w, g.filters), bias,
-                                           *g.epilogue, y[start:stop], argmax[start:stop])
+                                           *g.epilogue, y[start:stop], argmax[start:stop], g.slope)
+        if statistics is not None:
+            kernels.batch_norm_sums_into(y[start:stop].reshape(-1, g.filters), *statistics)
     return kept
 
 
@@ -68,7 +72,7 @@ def backward(dy, x, y, argmax, kept, kernel, geometry, kernels, workspace, dbias
         rows = (stop - start) * per_image
         dz = workspace.get("dz", (stop - start, g.out_h, g.out_w, g.filters), dtype)
         kernels.conv_epilogue_backward_into(dy[start:stop], y[start:stop], argmax[start:stop], *g.epilogue,
-                                            dz, dbias)
+                                            dz, dbias, g.slope)
         dz = dz.reshape(rows, g.filters)
         if kept is not None:
             columns = kept[start * per_image:stop * per_image]

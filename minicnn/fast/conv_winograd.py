@@ -26,8 +26,9 @@ def _tile_buffer(workspace, name, images, width, geometry, dtype):
     return workspace.get(name, (16, padded, width), dtype), tiles
 
 
-def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training):
-    """x (N, H, W, C) -> y, argmax written; returns U, the transformed kernel (16, C, F), for backward."""
+def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training, statistics=None):
+    """x (N, H, W, C) -> y, argmax written; returns U, the transformed kernel (16, C, F), for backward.
+    ``statistics`` (center, sums): a BatchNormalization's sums of y added chunk by chunk (kernels/batch_norm.py)."""
     g, dtype, channels = geometry, x.dtype, x.shape[3]
     U = winograd.kernel_transform(kernel)
     for start, stop in chunks(len(x), g.winograd_chunk):
@@ -38,10 +39,12 @@ def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training):
         if g.pool_is_tiles:
             kernels.output_transform_pool_into(M, g.tiles_h, g.tiles_w, bias, g.epilogue.relu, y[start:stop],
                                                argmax[start:stop])
-            continue
-        z = workspace.get("z", (stop - start, g.out_h, g.out_w, g.filters), dtype)
-        kernels.output_transform_into(M, g.tiles_h, g.tiles_w, z)
-        kernels.conv_epilogue_forward_into(z, bias, *g.epilogue, y[start:stop], argmax[start:stop])
+        else:
+            z = workspace.get("z", (stop - start, g.out_h, g.out_w, g.filters), dtype)
+            kernels.output_transform_into(M, g.tiles_h, g.tiles_w, z)
+            kernels.conv_epilogue_forward_into(z, bias, *g.epilogue, y[start:stop], argmax[start:stop], g.slope)
+        if statistics is not None:
+            kernels.batch_norm_sums_into(y[start:stop].reshape(-1, g.filters), *statistics)
     return U
 
 
@@ -59,7 +62,7 @@ def backward(dy, x, y, argmax, U, kernel, geometry, kernels, workspace, dbias, d
         else:
             dz = workspace.get("dz", (stop - start, g.out_h, g.out_w, g.filters), dtype)
             kernels.conv_epilogue_backward_into(dy[start:stop], y[start:stop], argmax[start:stop], *g.epilogue,
-                                                dz, dbias)
+                                                dz, dbias, g.slope)
             kernels.output_transform_backward_into(dz, g.tiles_h, g.tiles_w, dM)
         V, _ = _tile_buffer(workspace, "V", stop - start, channels, g, dtype)
         kernels.input_transform_into(x[start:stop], g.pad_top, g.pad_left, g.tiles_h, g.tiles_w, V)

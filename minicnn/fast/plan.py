@@ -5,19 +5,21 @@
 =====================================  =============================================================
 layers                                 step
 =====================================  =============================================================
-Conv2D [ReLU] [MaxPool2D]              ``ConvStep``: one of three algorithms, chosen per call by
+Conv2D [ReLU | LeakyReLU] [MaxPool2D]  ``ConvStep``: one of three algorithms, chosen per call by
                                        ``choose_conv_algorithm`` (below), with bias, ReLU and pool
-                                       fused into the same pass
+                                       fused into the same pass (a LeakyReLU of slope > 0: its slope in the
+                                       epilogue kernels, kernels/fused.py)
 Dense [ReLU | LeakyReLU]               ``DenseStep``: minicnn/fast/dense.py (a LeakyReLU: its slope in the
                                        bias kernel, kernels/fused.py)
-ReLU, MaxPool2D (alone)                ``KernelStep``: the layer's Numba kernel (kernels/relu.py, pooling.py)
+ReLU, MaxPool2D (alone)                ``KernelStep``: the ReLU's Numba kernel (kernels/relu.py); a pool by the
+                                       conv epilogue kernel without bias or ReLU (kernels/fused.py)
 RandomRotation/Translation/Zoom        ``AugmentStep``: the layer's draw, then the warp kernel (kernels/warp.py);
                                        at the start of a model, run on the whole batch before it is split
-BatchNormalization                     ``BatchNormStep``: Numba kernels (kernels/batch_norm.py): in training
+BatchNormalization [ReLU | LeakyReLU]  ``BatchNormStep``: Numba kernels (kernels/batch_norm.py): in training
                                        the batch statistics in one pass, added up over the threads (each
                                        thread has part of the batch); at inference one affine pass
-Conv2D BatchNormalization [ReLU]       at inference only (``build_steps(layers, inference=True)``):
-  [MaxPool2D]                          ``FoldedConvStep``, the moving statistics folded into the kernel and
+Conv2D BatchNormalization [ReLU |     at inference only (``build_steps(layers, inference=True)``):
+  LeakyReLU] [MaxPool2D]               ``FoldedConvStep``, the moving statistics folded into the kernel and
                                        bias, one ConvStep; in training BatchNormStep [+ ReLU] after the ConvStep
 Dropout                                ``DropoutStep``: the mask drawn in a Numba kernel (kernels/dropout.py),
                                        the layer's own hash of (seed, call, element), so any split of the
@@ -34,6 +36,10 @@ Flatten, Softmax, ...                  ``LayerStep``: the layer's own functions 
 * ``winograd``: 3x3, stride 1, at least WINOGRAD_MIN_CHANNELS input channels, outputs that fill most of the
   2x2 tiles, and at least WINOGRAD_MIN_TILES tiles in the call: minicnn/fast/conv_winograd.py;
 * ``im2col``: everything else: minicnn/fast/conv_im2col.py.
+
+A LeakyReLU after the convolution: the single-channel kernels have no slope in their fused epilogue, so it runs
+by im2col (or Winograd) instead; Winograd's output transform with the pool has none either, so Winograd then
+writes z and runs the epilogue kernel (``geometry.pool_is_tiles`` is False for a leaky epilogue).
 
 ``describe(steps, batch_size, threads)`` says it in words; ``Sequential.plan(batch_size)`` prints it. Every step
 computes what the layers it replaces compute (tests/test_fast_engine.py compares each with the composition of
@@ -86,9 +92,11 @@ class ConvGeometry:
     tiles_w: int
     winograd_fits: bool  # 3x3, stride 1, enough channels, outputs that fill the tiles
     pool_is_tiles: bool  # a 2x2 pool whose windows are exactly the 2x2 output tiles of a 3x3 stride-1 convolution
+                         # (and no LeakyReLU: the kernels that fuse such a pool have no slope)
     chunk: int           # images per im2col chunk
     winograd_chunk: int  # images per Winograd chunk
     argmax_dtype: type
+    slope: float = 0.0   # a LeakyReLU's negative slope (> 0) in the epilogue; 0: none (relu says if a ReLU)
 
     @property
     def depth(self):
@@ -96,7 +104,7 @@ class ConvGeometry:
         return self.kernel_h * self.kernel_w * self.channels
 
 
-def conv_geometry(conv, relu, pool):
+def conv_geometry(conv, relu, pool, leaky=None):
     height, width, channels = conv.input_shape
     kernel_h, kernel_w = conv.kernel_size
     stride_h, stride_w = conv.strides
@@ -123,12 +131,13 @@ def conv_geometry(conv, relu, pool):
         pooled_h, pooled_w, epilogue, tiles_h, tiles_w,
         winograd_fits=(three_by_three and channels >= WINOGRAD_MIN_CHANNELS
                        and out_h * out_w >= 3 * tiles_h * tiles_w),  # (a 3x3 output: 16 values to keep 9)
-        pool_is_tiles=(three_by_three and tuple(epilogue[1:]) == (2, 2, 2, 2, 0, 0)
+        pool_is_tiles=(leaky is None and three_by_three and tuple(epilogue[1:]) == (2, 2, 2, 2, 0, 0)
                        and (out_h, out_w) == (2 * tiles_h, 2 * tiles_w) and (pooled_h, pooled_w) == (tiles_h, tiles_w)),
         chunk=max(1, CHUNK_BYTES // (out_h * out_w * max(depth, conv.filters) * itemsize)),
         winograd_chunk=max(1, WINOGRAD_CHUNK_BYTES
                            // (16 * tiles_h * tiles_w * max(channels, conv.filters) * itemsize)),
-        argmax_dtype=np.uint8 if pool_h * pool_w <= 256 else np.int32)
+        argmax_dtype=np.uint8 if pool_h * pool_w <= 256 else np.int32,
+        slope=0.0 if leaky is None else leaky.negative_slope)
 
 
 def choose_conv_algorithm(geometry, images):
@@ -139,23 +148,36 @@ def choose_conv_algorithm(geometry, images):
         return "single-channel", f"{shape}, 1 input channel, 2x2 pool on the output tiles"
     if (g.channels == 1 and (g.stride_h, g.stride_w) == (1, 1) and tuple(g.epilogue[1:]) == (2, 2, 2, 2, 0, 0)
             and (g.out_h, g.out_w) == (2 * g.pooled_h, 2 * g.pooled_w)):
+        if g.slope:
+            return "im2col", f"{shape}, 1 input channel: the single-channel kernels have no leaky slope"
         return "single-channel-rows", f"{shape}, 1 input channel, 2x2 pool, along image rows"
     tiles = images * g.tiles_h * g.tiles_w
     if g.winograd_fits and tiles >= WINOGRAD_MIN_TILES:
-        return "winograd", f"{shape}, {g.channels} channels, {tiles} tiles per thread"
+        leaky_pool = g.slope and g.epilogue.pool_h > 1
+        return "winograd", (f"{shape}, {g.channels} channels, {tiles} tiles per thread"
+                            + ("; z, then the leaky epilogue (the pooling output transform has no slope)"
+                               if leaky_pool else ""))
     if g.winograd_fits:
         return "im2col", f"{shape}, {tiles} tiles per thread < {WINOGRAD_MIN_TILES}: one larger product wins"
     return "im2col", f"{shape}, {g.channels} channel{'s' if g.channels != 1 else ''}"
 
 
 # ---------------------------------------------------------------- steps
-class ConvStep:
-    """Conv2D [-> ReLU] [-> MaxPool2D], fused: the algorithm ``choose_conv_algorithm`` names."""
+def _layer_words(layers):
+    """How describe() names the layers fused after a convolution: relu, leaky_relu(0.2), batchnorm, pool."""
+    words = {ReLU: "relu", MaxPool2D: "pool", BatchNormalization: "batchnorm"}
+    return [f"leaky_relu({layer.negative_slope:g})" if type(layer) is LeakyReLU else words[type(layer)]
+            for layer in layers]
 
-    def __init__(self, conv, relu, pool, index):
+
+class ConvStep:
+    """Conv2D [-> ReLU | LeakyReLU] [-> MaxPool2D], fused: the algorithm ``choose_conv_algorithm`` names."""
+
+    def __init__(self, conv, relu, pool, index, leaky=None):
         self.conv, self.index = conv, index
-        self.layers = [layer for layer in (conv, relu, pool) if layer is not None]
-        self.geometry = conv_geometry(conv, relu, pool)
+        self.layers = [layer for layer in (conv, relu, leaky, pool) if layer is not None]
+        self.geometry = conv_geometry(conv, relu, pool, leaky)
+        self.statistics_for = None  # the BatchNormStep right after it in training (build_steps): see forward
 
     def forward(self, x, kernels, workspace, training):
         g = self.geometry
@@ -163,8 +185,20 @@ class ConvStep:
         y = workspace.get((self, "y"), (len(x), g.pooled_h, g.pooled_w, g.filters), x.dtype)
         argmax = workspace.get((self, "argmax"), y.shape, g.argmax_dtype)
         name, _ = choose_conv_algorithm(g, len(x))
-        kept = CONV_ALGORITHMS[name].forward(x, self.conv.kernel.value, self.conv.bias.value, g, kernels, workspace,
-                                             y, argmax, training)
+        arguments = (x, self.conv.kernel.value, self.conv.bias.value, g, kernels, workspace, y, argmax, training)
+        if not (training and self.statistics_for is not None):
+            return y, (name, x, y, argmax, CONV_ALGORITHMS[name].forward(*arguments))
+        # A BatchNormalization follows, in training: its batch-statistics sums (kernels.batch_norm_sums_into)
+        # are taken chunk by chunk right after the epilogue wrote the chunk, while it is still in the cache, instead
+        # of in a pass of their own over the whole output. The BatchNormStep then reads them from the workspace.
+        sums = workspace.get((self.statistics_for, "sums"), (2, g.filters), np.float64)
+        sums[...] = 0
+        statistics = (self.statistics_for.layer.moving_mean.value.astype(np.float64), sums)
+        if name in ("im2col", "winograd"):
+            kept = CONV_ALGORITHMS[name].forward(*arguments, statistics=statistics)
+        else:  # (the one-channel kernels do the whole batch at once: the sums after it)
+            kept = CONV_ALGORITHMS[name].forward(*arguments)
+            kernels.batch_norm_sums_into(y.reshape(-1, g.filters), *statistics)
         return y, (name, x, y, argmax, kept)
 
     def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
@@ -179,8 +213,9 @@ class ConvStep:
 
     def describe(self, images):
         name, why = choose_conv_algorithm(self.geometry, images)
-        after = [type(layer).__name__.lower().replace("maxpool2d", "pool") for layer in self.layers[1:]]
-        return "+".join([name] + after), why
+        if self.statistics_for is not None:
+            why += "; the next batchnorm's sums taken in its output pass"
+        return "+".join([name] + _layer_words(self.layers[1:])), why
 
 
 class DenseStep:
@@ -232,15 +267,19 @@ class KernelStep:
         if isinstance(self.layer, ReLU):
             y = kernels.relu_forward(x)
             return y, y
+        # The pool by the convolutions' epilogue kernel (kernels/fused.py: no ReLU, a bias of -0.0, which adds
+        # nothing, not even to the sign of a zero): the same maxima and tie rule as kernels.maxpool_forward, but
+        # vectorised over the channels, into the workspace, the padding skipped instead of built.
         pool = self.layer
-        padded = x
-        _, height, width, _ = x.shape
-        out_h, pad_h = window_output_size(height, pool.pool_size[0], pool.strides[0], pool.padding)
-        out_w, pad_w = window_output_size(width, pool.pool_size[1], pool.strides[1], pool.padding)
-        if pool.padding == "same":
-            padded = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-np.inf)
-        y, argmax = kernels.maxpool_forward(padded, *pool.pool_size, *pool.strides, out_h, out_w)
-        return y, (argmax, padded.shape, pad_h, pad_w)
+        batch, height, width, channels = x.shape
+        out_h, (pad_top, _) = window_output_size(height, pool.pool_size[0], pool.strides[0], pool.padding)
+        out_w, (pad_left, _) = window_output_size(width, pool.pool_size[1], pool.strides[1], pool.padding)
+        window = (*pool.pool_size, *pool.strides, pad_top, pad_left)
+        y = workspace.get((self, "y"), (batch, out_h, out_w, channels), x.dtype)
+        argmax = workspace.get((self, "argmax"), y.shape,
+                               np.uint8 if pool.pool_size[0] * pool.pool_size[1] <= 256 else np.int32)
+        kernels.conv_epilogue_forward_into(x, np.full(channels, -0.0, x.dtype), False, *window, y, argmax)
+        return y, (y, argmax, x.shape, window)
 
     def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
         if not need_input_grad:
@@ -248,10 +287,10 @@ class KernelStep:
         dy = np.ascontiguousarray(dy)
         if isinstance(self.layer, ReLU):
             return kernels.relu_backward(dy, cache)
-        argmax, padded_shape, pad_h, pad_w = cache
-        dx = np.zeros(padded_shape, dtype=dy.dtype)
-        kernels.maxpool_backward_add_into(dy, argmax, dx, *self.layer.pool_size, *self.layer.strides)
-        return dx[:, pad_h[0]:padded_shape[1] - pad_h[1], pad_w[0]:padded_shape[2] - pad_w[1], :]
+        y, argmax, shape, window = cache
+        dx = workspace.get((self, "dx"), shape, dy.dtype)
+        kernels.conv_epilogue_backward_into(dy, y, argmax, False, *window, dx, np.zeros(shape[3], dy.dtype))
+        return dx
 
     def describe(self, images):
         return type(self.layer).__name__.lower(), "kernel (nothing to fuse it with)"
@@ -292,9 +331,11 @@ class BatchNormStep:
     ``workspace.part`` adds the threads' sums up (a barrier), so the statistics are the whole batch's, as on the
     reference engine. A ReLU right after it is fused into the same kernels."""
 
-    def __init__(self, layer, index, relu=None, after_relu=False):
+    def __init__(self, layer, index, relu=None, after_relu=False, leaky=None):
         self.layer, self.index, self.relu, self.after_relu = layer, index, relu is not None, after_relu
-        self.layers = [layer] + ([relu] if relu is not None else [])
+        self.slope = 0.0 if leaky is None else leaky.negative_slope  # a LeakyReLU after it: its slope in the kernels
+        self.layers = [layer] + [after for after in (relu, leaky) if after is not None]
+        self.sums_from_conv = False  # training: the ConvStep before it has put this thread's sums in the workspace
 
     def _affine(self, mean, variance, dtype):
         """(inv, scale, shift): the layer's y = x * scale + shift for these statistics."""
@@ -312,12 +353,15 @@ class BatchNormStep:
         y = workspace.get((self, "y"), rows.shape, dtype)
         if not training:
             inv, scale, shift = self._affine(layer.moving_mean.value, layer.moving_variance.value, dtype)
-            kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y)
+            kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y, self.slope)
             return y.reshape(x.shape), (False, rows, y, None, None, scale)
         part = workspace.part
         layer.check_training_batch(part.total)
         center = layer.moving_mean.value.astype(np.float64)  # the same on every thread: see kernels/batch_norm.py
-        sums = kernels.batch_norm_sums_into(rows, center, np.zeros((2, rows.shape[1])))
+        if self.sums_from_conv:  # (taken with the same center, in the ConvStep's output pass)
+            sums = workspace.get((self, "sums"), (2, rows.shape[1]), np.float64)
+        else:
+            sums = kernels.batch_norm_sums_into(rows, center, np.zeros((2, rows.shape[1])))
         sums = part.total_of((self, "forward"), sums)
         count = part.total * (len(rows) // len(x))
         offset = sums[0] / count
@@ -328,7 +372,7 @@ class BatchNormStep:
             layer.moving_mean.value[...] = layer.moving_mean.value * momentum + mean * (1 - momentum)
             layer.moving_variance.value[...] = layer.moving_variance.value * momentum + variance * (1 - momentum)
         inv, scale, shift = self._affine(mean, variance, dtype)
-        kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y)
+        kernels.batch_norm_forward_into(rows, scale, shift, self.relu, y, self.slope)
         return y.reshape(x.shape), (True, rows, y, mean, inv, scale)
 
     def backward(self, dy, cache, grads, kernels, workspace, need_input_grad):
@@ -339,7 +383,7 @@ class BatchNormStep:
             mean = self.layer.moving_mean.value
             inv = 1 / np.sqrt(self.layer.moving_variance.value + dtype.type(self.layer.epsilon))
         sums = kernels.batch_norm_backward_sums_into(dy_rows, y, self.relu, rows, mean, inv,
-                                                     np.zeros((2, rows.shape[1])))
+                                                     np.zeros((2, rows.shape[1])), self.slope)
         position = 0
         if self.layer.scale:  # this thread's share: the engine adds the threads' gradient buffers up
             grads[0][...] = sums[1]
@@ -351,20 +395,25 @@ class BatchNormStep:
         dx = workspace.get((self, "dx"), rows.shape, dtype)
         if not training:  # (dbeta_mean = dgamma_mean = 0: the statistics are constants)
             zeros = np.zeros(rows.shape[1], dtype=dtype)
-            kernels.batch_norm_backward_into(dy_rows, y, self.relu, rows, mean, inv, scale, zeros, zeros, dx)
+            kernels.batch_norm_backward_into(dy_rows, y, self.relu, rows, mean, inv, scale, zeros, zeros, dx,
+                                             self.slope)
             return dx.reshape(dy.shape)
         part = workspace.part
         sums = part.total_of((self, "backward"), sums)
         count = part.total * (len(rows) // len(dy))
         kernels.batch_norm_backward_into(dy_rows, y, self.relu, rows, mean, inv, scale,
-                                         (sums[0] / count).astype(dtype), (sums[1] / count).astype(dtype), dx)
+                                         (sums[0] / count).astype(dtype), (sums[1] / count).astype(dtype), dx,
+                                         self.slope)
         return dx.reshape(dy.shape)
 
     def describe(self, images):
         why = "kernels: batch statistics in one pass, summed over the threads"
         if self.after_relu:
             why += "; after a ReLU: not foldable at inference"
-        return "batchnorm+relu" if self.relu else "batchnorm", why
+        if self.sums_from_conv:
+            why += "; its sums from the convolution's output pass"
+        after = "+relu" if self.relu else f"+leaky_relu({self.slope:g})" if self.slope else ""
+        return "batchnorm" + after, why
 
 
 class FoldedConvStep(ConvStep):
@@ -373,10 +422,10 @@ class FoldedConvStep(ConvStep):
     (kernel * scale, bias * scale + shift), and the ReLU and pool after it fuse as after any convolution.
     Training runs the unfolded plan (ConvStep, BatchNormStep: the batch statistics change every step)."""
 
-    def __init__(self, conv, norm, relu, pool, index):
-        super().__init__(conv, relu, pool, index)
+    def __init__(self, conv, norm, relu, pool, index, leaky=None):
+        super().__init__(conv, relu, pool, index, leaky)
         self.norm = norm
-        self.layers = [layer for layer in (conv, norm, relu, pool) if layer is not None]
+        self.layers = [layer for layer in (conv, norm, relu, leaky, pool) if layer is not None]
 
     def forward(self, x, kernels, workspace, training):
         if training:
@@ -399,9 +448,7 @@ class FoldedConvStep(ConvStep):
 
     def describe(self, images):
         name, why = choose_conv_algorithm(self.geometry, images)
-        after = [type(layer).__name__.lower().replace("maxpool2d", "pool").replace("batchnormalization", "batchnorm")
-                 for layer in self.layers[1:]]
-        return "+".join([name] + after), why + "; batchnorm folded into its kernel and bias"
+        return "+".join([name] + _layer_words(self.layers[1:])), why + "; batchnorm folded into its kernel and bias"
 
 
 class DropoutStep:
@@ -456,6 +503,9 @@ def build_steps(layers, inference=False):
     def next_is(position, kind):
         return position < len(layers) and type(layers[position]) is kind
 
+    def fusable_leaky(position):  # (slope 0 is not a ReLU at x = 0: it stays a layer of its own)
+        return next_is(position, LeakyReLU) and layers[position].negative_slope > 0
+
     while index < len(layers):
         layer = layers[index]
         follows = index + 1
@@ -463,23 +513,31 @@ def build_steps(layers, inference=False):
         if inference and type(layer) is Conv2D and next_is(follows, BatchNormalization):
             norm = layers[follows]
             follows += 1
+            leaky = None
             if next_is(follows, ReLU):
                 relu = layers[follows]
+                follows += 1
+            elif fusable_leaky(follows):
+                leaky = layers[follows]
                 follows += 1
             if next_is(follows, MaxPool2D):
                 pool = layers[follows]
                 follows += 1
-            steps.append(FoldedConvStep(layer, norm, relu, pool, index))
+            steps.append(FoldedConvStep(layer, norm, relu, pool, index, leaky))
             index = follows
             continue
         if type(layer) in (Conv2D, Dense, BatchNormalization) and next_is(follows, ReLU):
             relu = layers[follows]
             follows += 1
         if type(layer) is Conv2D:
+            leaky = None
+            if relu is None and fusable_leaky(follows):
+                leaky = layers[follows]
+                follows += 1
             if next_is(follows, MaxPool2D):
                 pool = layers[follows]
                 follows += 1
-            steps.append(ConvStep(layer, relu, pool, index))
+            steps.append(ConvStep(layer, relu, pool, index, leaky))
         elif type(layer) is Dense:
             leaky = None
             if relu is None and next_is(follows, LeakyReLU):
@@ -491,12 +549,21 @@ def build_steps(layers, inference=False):
         elif getattr(layer, "augments", False):
             steps.append(AugmentStep(layer, index))
         elif type(layer) is BatchNormalization:
-            steps.append(BatchNormStep(layer, index, relu, after_relu=index > 0 and type(layers[index - 1]) is ReLU))
+            leaky = None
+            if relu is None and fusable_leaky(follows):
+                leaky = layers[follows]
+                follows += 1
+            steps.append(BatchNormStep(layer, index, relu, after_relu=index > 0 and type(layers[index - 1]) is ReLU,
+                                       leaky=leaky))
         elif type(layer) is Dropout:
             steps.append(DropoutStep(layer, index))
         else:
             steps.append(LayerStep(layer, index))
         index = follows
+    if not inference:  # training: a BatchNormalization's sums taken in the output pass of the convolution before it
+        for before, after in zip(steps, steps[1:]):
+            if type(before) is ConvStep and type(after) is BatchNormStep:
+                before.statistics_for, after.sums_from_conv = after, True
     return steps
 
 

@@ -13,7 +13,9 @@ minicnn/layers/batch_normalization.py, computed so that threads can each do thei
 ``batch_norm_backward_into``      dx = scale * (g - dbeta/M - xhat * dgamma/M)  (the layer's backward in training)
 
 with xhat = (x - mean) * inv computed on the fly (nothing but x and y are kept from forward), and g = dy, or
-with ``relu`` dy where y > 0, else 0 (the layers' relu_backward).
+with ``relu`` dy where y > 0, else 0 (the layers' relu_backward). ``slope`` > 0 (relu False): a LeakyReLU after
+it instead, leaky_relu(y, slope) forward (layers/leaky_relu.py: y >= 0 keeps y, else slope * y), and backward
+g = dy where the output y >= 0, else slope * dy (for slope > 0 the output keeps the sign of its input).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from minicnn.kernels.jit import njit
 from minicnn.kernels.relu import relu_backward_numpy, relu_forward_numpy
+from minicnn.layers.leaky_relu import leaky_relu_backward, leaky_relu_forward
 
 
 # ---------------------------------------------------------------- NumPy twins
@@ -32,30 +35,40 @@ def batch_norm_sums_into_numpy(x, shift, sums):
     return sums
 
 
-def batch_norm_forward_into_numpy(x, scale, shift, relu, y):
-    """y[...] = x * scale + shift [then relu], (M, F) with (F,) per-feature scale and shift (x.dtype). Returns y."""
+def batch_norm_forward_into_numpy(x, scale, shift, relu, y, slope=0.0):
+    """y[...] = x * scale + shift [then relu, or leaky_relu if slope > 0], (M, F) with (F,) per-feature scale and
+    shift (x.dtype). Returns y."""
     np.multiply(x, scale, out=y)
     y += shift
     if relu:
         y[...] = relu_forward_numpy(y)
+    elif slope > 0:
+        y[...] = leaky_relu_forward(y, slope)[0]
     return y
 
 
-def batch_norm_backward_sums_into_numpy(dy, y, relu, x, mean, inv, sums):
+def _activation_backward(dy, y, relu, slope):
+    """g: dy through the ReLU or LeakyReLU after the BatchNormalization (its output y), or dy."""
+    if relu:
+        return relu_backward_numpy(dy, y)
+    if slope > 0:
+        return leaky_relu_backward(dy, y >= 0, slope)
+    return dy
+
+
+def batch_norm_backward_sums_into_numpy(dy, y, relu, x, mean, inv, sums, slope=0.0):
     """sums (2, F) float64 += [sum(g), sum(g * xhat)], xhat = (x - mean) * inv, g = dy [* (y > 0)]. Returns
     sums."""
-    if relu:
-        dy = relu_backward_numpy(dy, y)
+    dy = _activation_backward(dy, y, relu, slope)
     xhat = (x - mean) * inv
     sums[0] += dy.sum(axis=0, dtype=np.float64)
     sums[1] += np.einsum("ij,ij->j", dy.astype(np.float64), xhat.astype(np.float64))
     return sums
 
 
-def batch_norm_backward_into_numpy(dy, y, relu, x, mean, inv, scale, dbeta_mean, dgamma_mean, dx):
+def batch_norm_backward_into_numpy(dy, y, relu, x, mean, inv, scale, dbeta_mean, dgamma_mean, dx, slope=0.0):
     """dx[...] = scale * (g - dbeta_mean - xhat * dgamma_mean) (dbeta_mean = dbeta / M, ...). Returns dx."""
-    if relu:
-        dy = relu_backward_numpy(dy, y)
+    dy = _activation_backward(dy, y, relu, slope)
     xhat = (x - mean) * inv
     xhat *= -dgamma_mean
     xhat += dy
@@ -82,29 +95,38 @@ def batch_norm_sums_into_numba(x, shift, sums):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", twin=batch_norm_forward_into_numpy)
-def batch_norm_forward_into_numba(x, scale, shift, relu, y):
+def batch_norm_forward_into_numba(x, scale, shift, relu, y, slope=0.0):
     rows, features = x.shape
     zero = x.dtype.type(0)
+    leaky = not relu and slope > 0
+    negative_slope = x.dtype.type(slope)
     for m in range(rows):
         for f in range(features):
             value = x[m, f] * scale[f] + shift[f]
             if relu and value <= zero:  # (NaN stays NaN, as np.maximum)
                 value = zero
+            elif leaky and not value >= zero:
+                value *= negative_slope
             y[m, f] = value
     return y
 
 
 @njit(cache=True, nogil=True, error_model="numpy", twin=batch_norm_backward_sums_into_numpy)
-def batch_norm_backward_sums_into_numba(dy, y, relu, x, mean, inv, sums):
+def batch_norm_backward_sums_into_numba(dy, y, relu, x, mean, inv, sums, slope=0.0):
     rows, features = x.shape
     total = np.zeros(features)
     products = np.zeros(features)
     zero = y.dtype.type(0)
+    leaky = not relu and slope > 0
+    negative_slope = dy.dtype.type(slope)
     for m in range(rows):
         for f in range(features):
             if relu and not y[m, f] > zero:
                 continue
-            gradient = np.float64(dy[m, f])
+            gradient = dy[m, f]
+            if leaky and not y[m, f] >= zero:
+                gradient *= negative_slope  # (in dy's dtype, as the twin)
+            gradient = np.float64(gradient)
             total[f] += gradient
             products[f] += gradient * np.float64((x[m, f] - mean[f]) * inv[f])
     for f in range(features):
@@ -114,14 +136,18 @@ def batch_norm_backward_sums_into_numba(dy, y, relu, x, mean, inv, sums):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", twin=batch_norm_backward_into_numpy)
-def batch_norm_backward_into_numba(dy, y, relu, x, mean, inv, scale, dbeta_mean, dgamma_mean, dx):
+def batch_norm_backward_into_numba(dy, y, relu, x, mean, inv, scale, dbeta_mean, dgamma_mean, dx, slope=0.0):
     rows, features = x.shape
     zero = dy.dtype.type(0)
+    leaky = not relu and slope > 0
+    negative_slope = dy.dtype.type(slope)
     for m in range(rows):
         for f in range(features):
             gradient = dy[m, f]
             if relu and not y[m, f] > zero:
                 gradient = zero
+            elif leaky and not y[m, f] >= zero:
+                gradient *= negative_slope
             xhat = (x[m, f] - mean[f]) * inv[f]
             dx[m, f] = (gradient - dbeta_mean[f] - xhat * dgamma_mean[f]) * scale[f]
     return dx

@@ -7,6 +7,7 @@ that does what the next layers would have done:
 
 ``conv_epilogue_forward_into``   z (the convolution without bias) -> y = maxpool(relu(z + bias)), and the argmax
 ``conv_epilogue_backward_into``  dy (gradient of y) -> dz (gradient of z) and the bias gradient
+                                 (both: with ``slope`` > 0 and relu False, leaky_relu(z + bias, slope) instead)
 ``bias_relu_forward_in_place``       z += bias, then z = relu(z), in place (Dense + ReLU)
 ``bias_relu_backward_into``      dz = dy * [y > 0], dbias = sum of dz over the batch
 ``bias_leaky_relu_forward_in_place``  z += bias, then z = leaky_relu(z, slope), in place, and the mask z >= 0
@@ -27,6 +28,12 @@ The rules are exactly the layers' (see layers/relu.py and layers/maxpool2d.py): 
 the FIRST maximum in row-major window order wins ties; backward, a window's gradient goes to its maximum, and
 through the ReLU only where the maximum (the pooled output) is > 0. So the NumPy twins below are literally the
 layers' own NumPy twins called one after another, and the fused path gives the layer path's numbers.
+
+LeakyReLU (``slope`` > 0; a LeakyReLU of slope 0 is not fused): the layer's rule, x >= 0 keeps x, else slope * x
+(layers/leaky_relu.py), applied to every tap before the maximum is taken. Backward, the gradient at a window's
+maximum is dy where the pooled output y >= 0, else slope * dy: for slope > 0 the activation keeps the sign, so
+y >= 0 exactly where the layer's mask x >= 0 is true (except an x so tiny and negative that slope * x rounds to
+-0.0, a denormal that does not happen in practice).
 """
 from __future__ import annotations
 
@@ -46,13 +53,17 @@ def _pool_padding(height, width, out_h, out_w, pool_h, pool_w, stride_h, stride_
 
 
 # ---------------------------------------------------------------- NumPy twins (read these first)
-def conv_epilogue_forward_into_numpy(z, bias, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, y, argmax):
-    """y[...] = maxpool(relu(z + bias)); argmax[...] = where each maximum was. Returns y."""
+def conv_epilogue_forward_into_numpy(z, bias, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, y, argmax,
+                                     slope=0.0):
+    """y[...] = maxpool(relu(z + bias)) (or maxpool(leaky_relu(z + bias, slope)) if slope > 0);
+    argmax[...] = where each maximum was. Returns y."""
     _, height, width, _ = z.shape
     _, out_h, out_w, _ = y.shape
     activation = z + bias
     if relu:
         activation = relu_forward_numpy(activation)
+    elif slope > 0:
+        activation, _ = leaky_relu_forward(activation, slope)
     pad_h, pad_w = _pool_padding(height, width, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     activation = np.pad(activation, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-np.inf)
     pooled, where = maxpool_forward_numpy(activation, pool_h, pool_w, stride_h, stride_w, out_h, out_w)
@@ -62,7 +73,7 @@ def conv_epilogue_forward_into_numpy(z, bias, relu, pool_h, pool_w, stride_h, st
 
 
 def conv_epilogue_backward_into_numpy(dy, y, argmax, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
-                                 dz, dbias):
+                                 dz, dbias, slope=0.0):
     """dz[...] = gradient of z; dbias += its sum over (N, H, W). Returns dz."""
     _, height, width, _ = dz.shape
     _, out_h, out_w, _ = dy.shape
@@ -70,6 +81,8 @@ def conv_epilogue_backward_into_numpy(dy, y, argmax, relu, pool_h, pool_w, strid
         # The ReLU passes a gradient only where its output was > 0. At a window's maximum that output IS the
         # pooled value y, and everywhere else the pool sends nothing anyway: mask dy with y > 0.
         dy = relu_backward_numpy(dy, y)
+    elif slope > 0:  # the same for the LeakyReLU: its mask x >= 0 is y >= 0 at the maximum
+        dy = leaky_relu_backward(dy, y >= 0, slope)
     pad_h, pad_w = _pool_padding(height, width, out_h, out_w, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     padded = np.zeros((dz.shape[0], height + sum(pad_h), width + sum(pad_w), dz.shape[3]), dtype=dz.dtype)
     maxpool_backward_add_into_numpy(dy, argmax, padded, pool_h, pool_w, stride_h, stride_w)
@@ -111,10 +124,13 @@ def bias_leaky_relu_backward_into_numpy(dy, positive, slope, dz, dbias):
 # ---------------------------------------------------------------- Numba kernels (same results, fast)
 # error_model="numpy": no Python-style checks for division by zero, which would stop loops from vectorising.
 @njit(cache=True, nogil=True, error_model="numpy", twin=conv_epilogue_forward_into_numpy)
-def conv_epilogue_forward_into_numba(z, bias, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, y, argmax):
+def conv_epilogue_forward_into_numba(z, bias, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, y, argmax,
+                                     slope=0.0):
     batch, height, width, filters = z.shape
     _, out_h, out_w, _ = y.shape
     zero = z.dtype.type(0)
+    leaky = not relu and slope > 0
+    negative_slope = z.dtype.type(slope)
     if (pool_h == 2 and pool_w == 2 and stride_h == 2 and stride_w == 2 and pad_top == 0 and pad_left == 0
             and 2 * out_h <= height and 2 * out_w <= width):
         # The usual 2x2 pool, windows side by side: the maximum of the four values first, then the ReLU. Same
@@ -124,15 +140,25 @@ def conv_epilogue_forward_into_numba(z, bias, relu, pool_h, pool_w, stride_h, st
             for oy in range(out_h):
                 for ox in range(out_w):
                     for f in range(filters):
+                        # (the LeakyReLU on each tap before the maximum: slope * x may round two different
+                        # negative values to one, and then the first must win, as in the layers)
                         best = z[n, 2 * oy, 2 * ox, f] + bias[f]
+                        if leaky and not best >= zero:
+                            best *= negative_slope
                         index = 0
                         value = z[n, 2 * oy, 2 * ox + 1, f] + bias[f]
+                        if leaky and not value >= zero:
+                            value *= negative_slope
                         if value > best or (value != value and best == best):  # the first maximum (or NaN) wins
                             best, index = value, 1
                         value = z[n, 2 * oy + 1, 2 * ox, f] + bias[f]
+                        if leaky and not value >= zero:
+                            value *= negative_slope
                         if value > best or (value != value and best == best):
                             best, index = value, 2
                         value = z[n, 2 * oy + 1, 2 * ox + 1, f] + bias[f]
+                        if leaky and not value >= zero:
+                            value *= negative_slope
                         if value > best or (value != value and best == best):
                             best, index = value, 3
                         if relu and best <= zero:  # (NaN stays NaN, as np.maximum)
@@ -158,6 +184,8 @@ def conv_epilogue_forward_into_numba(z, bias, relu, pool_h, pool_w, stride_h, st
                                 value = z[n, iy, ix, f] + bias[f]
                                 if relu and value <= zero:  # (NaN stays NaN, as np.maximum)
                                     value = zero
+                                elif leaky and not value >= zero:
+                                    value *= negative_slope
                                 y[n, oy, ox, f] = value
                                 argmax[n, oy, ox, f] = index
                             first = False
@@ -166,6 +194,8 @@ def conv_epilogue_forward_into_numba(z, bias, relu, pool_h, pool_w, stride_h, st
                                 value = z[n, iy, ix, f] + bias[f]
                                 if relu and value <= zero:  # (NaN stays NaN, as np.maximum)
                                     value = zero
+                                elif leaky and not value >= zero:
+                                    value *= negative_slope
                                 best = y[n, oy, ox, f]
                                 if value > best or (value != value and best == best):  # first max (or NaN) wins
                                     y[n, oy, ox, f] = value
@@ -175,10 +205,12 @@ def conv_epilogue_forward_into_numba(z, bias, relu, pool_h, pool_w, stride_h, st
 
 @njit(cache=True, nogil=True, error_model="numpy", twin=conv_epilogue_backward_into_numpy)
 def conv_epilogue_backward_into_numba(dy, y, argmax, relu, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
-                                 dz, dbias):
+                                 dz, dbias, slope=0.0):
     batch, height, width, filters = dz.shape
     _, out_h, out_w, _ = dy.shape
     zero = dy.dtype.type(0)
+    leaky = not relu and slope > 0
+    negative_slope = dy.dtype.type(slope)
     tiled = (stride_h == pool_h and stride_w == pool_w and pad_top == 0 and pad_left == 0
              and out_h * pool_h <= height and out_w * pool_w <= width)
     if tiled:
@@ -199,6 +231,8 @@ def conv_epilogue_backward_into_numba(dy, y, argmax, relu, pool_h, pool_w, strid
                         gradient = dy[n, oy, ox, f]
                         if relu and not y[n, oy, ox, f] > zero:
                             gradient = zero
+                        elif leaky and not y[n, oy, ox, f] >= zero:
+                            gradient *= negative_slope
                         dbias[f] += gradient
                     for ky in range(pool_h):
                         for kx in range(pool_w):
@@ -207,6 +241,8 @@ def conv_epilogue_backward_into_numba(dy, y, argmax, relu, pool_h, pool_w, strid
                                 gradient = dy[n, oy, ox, f]
                                 if argmax[n, oy, ox, f] != index or (relu and not y[n, oy, ox, f] > zero):
                                     gradient = zero
+                                elif leaky and not y[n, oy, ox, f] >= zero:
+                                    gradient *= negative_slope
                                 dz[n, oy * pool_h + ky, ox * pool_w + kx, f] = gradient
         return dz
     # General windows (overlapping, padded): clear dz, then add each window's gradient at its maximum.
@@ -220,6 +256,8 @@ def conv_epilogue_backward_into_numba(dy, y, argmax, relu, pool_h, pool_w, strid
                     gradient = dy[n, oy, ox, f]
                     if relu and not y[n, oy, ox, f] > zero:
                         continue
+                    if leaky and not y[n, oy, ox, f] >= zero:
+                        gradient *= negative_slope
                     index = argmax[n, oy, ox, f]
                     ky = index // pool_w
                     kx = index - ky * pool_w
