@@ -7,7 +7,9 @@ tasks their points and nothing else; a snooping one (walking the filesystem, /pr
 finds nothing in the Landlock sandbox. Time limits are short here; the full `bugs check` is marked slow (its
 in-process twin, test_the_bug_pack_applies_and_every_chaff_changes_an_output, is not).
 """
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -309,7 +311,19 @@ def test_the_sandbox_leaves_out_the_grader_even_beneath_an_allowed_folder(tmp_pa
     assert kept == [str(tmp_path / "lib" / "numpy")]
     assert grading._readable_without(str(tmp_path / "other"), [secret]) == [str(tmp_path / "other")]
     paths = grading.sandbox_paths()
-    assert not any(grading._is_beneath(str(REPO), path) or grading._is_beneath(path, str(REPO)) for path in paths)
+    venv = os.path.realpath(sys.prefix)  # (.ci/run's virtual environment is inside the repository: readable)
+    assert not any(grading._is_beneath(str(REPO), path) or grading._is_beneath(path, str(REPO)) for path in paths
+                   if not grading._is_beneath(os.path.realpath(path), venv))
+    assert not any(grading._is_beneath(path, str(REPO / name)) for path in paths for name in ("minicnn", "tests", "docs"))
+    inside = tmp_path / "repo"  # a .venv in a secret folder: its site-packages readable, a minicnn in it not
+    (inside / ".venv" / "site-packages" / "minicnn").mkdir(parents=True)
+    (inside / ".venv" / "site-packages" / "numpy").mkdir()
+    (inside / "minicnn").mkdir()
+    kept = grading._readable_without(str(inside / ".venv" / "site-packages"),
+                                     [str(inside), str(inside / ".venv" / "site-packages" / "minicnn")],
+                                     [str(inside / ".venv")])
+    assert kept == [str(inside / ".venv" / "site-packages" / "numpy")]
+    assert grading._readable_without(str(inside), [str(inside)], [str(inside / ".venv")]) == []
 
 
 def test_without_landlock_every_report_warns(assignment, tmp_path, monkeypatch):

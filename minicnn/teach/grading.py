@@ -130,9 +130,12 @@ def _is_beneath(path, folder):
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def _readable_without(path, secrets):
-    """[path] when no secret lies beneath it, else its entries (recursively) minus the secrets."""
-    if any(_is_beneath(path, secret) for secret in secrets):
+def _readable_without(path, secrets, python_inside=()):
+    """[path] when no secret lies beneath it, else its entries (recursively) minus the secrets. ``python_inside``:
+    folders of Python's own (a virtual environment made in the repository, as .ci/run makes it) that stay
+    readable although a secret holds them; a secret beneath them is still left out."""
+    if any(_is_beneath(path, secret) for secret in secrets) and not any(
+            _is_beneath(path, folder) for folder in python_inside):
         return []
     if not any(_is_beneath(secret, path) for secret in secrets):
         return [path]
@@ -140,7 +143,8 @@ def _readable_without(path, secrets):
         entries = sorted(os.listdir(path))
     except OSError:
         return []
-    return [kept for entry in entries for kept in _readable_without(os.path.join(path, entry), secrets)]
+    return [kept for entry in entries
+            for kept in _readable_without(os.path.join(path, entry), secrets, python_inside)]
 
 
 def sandbox_paths():
@@ -159,8 +163,12 @@ def sandbox_paths():
         read.append(entry)
     read += [path for path in SYSTEM_READ_PATHS if os.path.exists(path)]
     secrets = sorted(secrets)
-    return sorted({kept for path in read for kept in _readable_without(os.path.realpath(path), secrets)}
-                  | {kept for path in read for kept in _readable_without(path, secrets)})
+    # A virtual environment inside a secret (the repository's .venv): its Python stays readable, not the rest
+    prefixes = {os.path.abspath(prefix) for prefix in (sys.prefix, sys.exec_prefix)}
+    python_inside = sorted({folder for prefix in prefixes for folder in (prefix, os.path.realpath(prefix))
+                            if any(_is_beneath(folder, secret) and folder != secret for secret in secrets)})
+    return sorted({kept for path in read for kept in _readable_without(os.path.realpath(path), secrets, python_inside)}
+                  | {kept for path in read for kept in _readable_without(path, secrets, python_inside)})
 
 
 _LANDLOCK = {}
