@@ -5,10 +5,17 @@ then the per-user cache: $MINICNN_CACHE, $XDG_CACHE_HOME/minicnn or ~/.cache/min
 beside the repository (CI's layout). pytest's header says what was found; a test that needs a data set that was
 not found is skipped with where it looked and how to get it, and the summary repeats how.
 """
+import signal
 import socket
 from pathlib import Path
 
 import pytest
+
+# A run started with SIGINT ignored (nohup, or a background job of a shell without job control) would leave the
+# Ctrl+C tests nothing to catch, here and in the train.py processes they start (an ignored signal stays ignored
+# across exec): give this process Python's own handler back (a handled signal is reset to the default at exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # CI's layout
