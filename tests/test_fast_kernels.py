@@ -217,6 +217,8 @@ def test_winograd_transforms(case, dtype):
     U = winograd.kernel_transform(kernel)
     np.testing.assert_allclose(U, np.einsum("ai,ijcf,bj->abcf", winograd.G, kernel, winograd.G).reshape(16, c, f),
                                **tolerance(dtype))
+    np.testing.assert_allclose(winograd.kernel_transform_into_numba(kernel, np.empty_like(U)),
+                               winograd.kernel_transform_into_numpy(kernel, np.empty_like(U)), **tolerance(dtype))
 
     def close_to(actual, desired):  # Winograd rounds differently from a direct sum: compare to the scale
         scale = np.abs(desired).max()

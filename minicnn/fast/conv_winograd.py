@@ -8,7 +8,7 @@ minicnn/kernels/winograd.py explains the transforms. Per chunk of images::
                    or  z = A^T M A, then the epilogue      kernels.output_transform_into + conv_epilogue_forward_into
     backward:  dM = the adjoint of the above; dU[k] += V[k]^T @ dM[k]; dx = adjoint of the input transform
 
-U = G g G^T is the kernel transformed once per call (``kernel_transform``); dkernel = G^T dU G.
+U = G g G^T is the kernel transformed once per call (``kernels.kernel_transform_into``); dkernel = G^T dU G.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def forward(x, kernel, bias, geometry, kernels, workspace, y, argmax, training, 
     """x (N, H, W, C) -> y, argmax written; returns U, the transformed kernel (16, C, F), for backward.
     ``statistics`` (center, sums): a BatchNormalization's sums of y added chunk by chunk (kernels/batch_norm.py)."""
     g, dtype, channels = geometry, x.dtype, x.shape[3]
-    U = winograd.kernel_transform(kernel)
+    U = kernels.kernel_transform_into(kernel, np.empty((16, channels, g.filters), dtype=dtype))
     for start, stop in chunks(len(x), g.winograd_chunk):
         V, tiles = _tile_buffer(workspace, "V", stop - start, channels, g, dtype)
         kernels.input_transform_into(x[start:stop], g.pad_top, g.pad_left, g.tiles_h, g.tiles_w, V)
