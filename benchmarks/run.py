@@ -742,6 +742,28 @@ def fmt_ratio(value):
     return "" if value is None else f" ({value:.2f}x)"
 
 
+AVX512_CORETYPES = ("skylakex", "cooperlake", "sapphirerapids")  # OpenBLAS's core types with AVX-512 kernels
+
+
+def openblas_held_back(coretype):
+    """A warning when OPENBLAS_CORETYPE names kernels without AVX-512 on a CPU that has it (some machines set
+    Haswell for the whole fleet): OpenBLAS's sgemm, and so minicnn's products, then run at about half speed
+    (measured 104-109 against 192-210 GFLOP/s on one core of an AMD EPYC; docs/performance.md). None otherwise."""
+    if not coretype or coretype.lower() in AVX512_CORETYPES:
+        return None
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = cpuinfo.read().split()
+    except OSError:
+        return None
+    if "avx512f" not in flags:
+        return None
+    return (f"OPENBLAS_CORETYPE={coretype} on a CPU with AVX-512: OpenBLAS uses its {coretype} kernels, whose "
+            "sgemm ran at about half the speed of the AVX-512 ones on such a CPU; minicnn's matrix products (and "
+            "the GEMM ceiling) are held back with it, the peers' (MKL, oneDNN, XLA, MLAS) are not. Unset it "
+            "(env -u OPENBLAS_CORETYPE) to let OpenBLAS choose")
+
+
 def header_lines(result):
     env, meta = result["environment"], result["meta"]
     versions = ", ".join(f"{name} {version}" for name, version in env["versions"].items() if version)
@@ -782,6 +804,9 @@ def header_lines(result):
     lines.append(f"- Environment variables: {env_vars}" + ("" if "OPENBLAS_CORETYPE" in env["env"] else
                                                            " (OPENBLAS_CORETYPE unset: OpenBLAS picked the core type "
                                                            "itself)"))
+    held_back = openblas_held_back(env["env"].get("OPENBLAS_CORETYPE"))
+    if held_back:
+        lines.append(f"- {held_back}")
     idle = meta.get("idle_workers_cpu")
     if idle:
         lines.append(f"- Idle workers used {idle['cpu_s']:.2f} CPU-s during {idle['busy_wall_s']:.0f} s of other "

@@ -93,3 +93,16 @@ def test_the_onnx_runtime_worker_predicts_what_pytorch_predicts():
     network = torch.nn.Sequential(common.torch_model("lenet5"), torch.nn.Softmax(dim=1)).eval()
     x = common.random_batches(4, count=1)[0][0].transpose(0, 3, 1, 2).copy()
     np.testing.assert_allclose(probabilities, network(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
+
+
+def test_the_header_warns_when_openblas_is_held_below_the_cpu():
+    """OPENBLAS_CORETYPE naming AVX2 kernels on an AVX-512 CPU halves OpenBLAS's sgemm: the header says so."""
+    import run
+
+    has_avx512 = "avx512f" in Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else False
+    assert run.openblas_held_back(None) is None
+    assert run.openblas_held_back("SkylakeX") is None
+    warning = run.openblas_held_back("Haswell")
+    assert (warning is not None) == has_avx512
+    if warning:
+        assert "OPENBLAS_CORETYPE=Haswell" in warning and "Unset it" in warning
