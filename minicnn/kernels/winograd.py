@@ -55,7 +55,8 @@ def tiles(out_h, out_w):
     return -(-out_h // 2), -(-out_w // 2)
 
 
-# ---------------------------------------------------------------- the kernel itself (small: NumPy only)
+# ---------------------------------------------------------------- the kernel itself (NumPy; the fast path calls
+# kernel_transform_into, whose Numba kernel is below with the others)
 def kernel_transform(kernel):
     """U = G g G^T for every (input channel, filter): kernel (3, 3, C, F) -> U (16, C, F).
 
@@ -171,14 +172,15 @@ BT_ROWS = ((0, 2, -1), (1, 2, 1), (2, 1, -1), (1, 3, -1))
 AT_ROWS = (((0, 1), (1, 1), (2, 1)), ((1, 1), (2, -1), (3, -1)))
 
 
-# G's rows: (G g)[a] = G_ROWS[a][0] * g[0] + G_ROWS[a][1] * g[1] + G_ROWS[a][2] * g[2]
+# G's rows (the matrix G above): (G g)[a] = G_ROWS[a][0] * g[0] + G_ROWS[a][1] * g[1] + G_ROWS[a][2] * g[2]
 G_ROWS = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", twin=kernel_transform_into_numpy)
 def kernel_transform_into_numba(kernel, U):
     # per input channel c: t = G g (4x3 per filter), then U[4a + b] = (t G^T)[a, b]; every inner loop runs over
-    # the filters and writes one array (NumPy's two matrix products cost ~4x as much on one image's prediction)
+    # the filters and writes one array. (NumPy's two matrix products took ~2x as long for a 64x64 kernel, and
+    # their OpenBLAS threads woke for it: 7.3 ms for a 128x128 kernel on a busy machine, docs/performance.md)
     _, _, channels, filters = kernel.shape
     t = np.empty((4, 3, filters), dtype=kernel.dtype)
     for c in range(channels):
