@@ -181,28 +181,63 @@ def test_fast_engine_equals_reference_engine(name, dtype, winograd_min_tiles, mo
     assert fast.evaluate(x, y) == pytest.approx(plain.evaluate(x, y), rel=1e-5)
 
 
-def test_models_without_convolutions_let_blas_split_training():
-    assert FastEngine(dense_model("float32").layers).blas_splits_training
-    assert not any(FastEngine(MODELS[name][0]("float32").layers).blas_splits_training
+def test_models_without_convolutions_let_blas_split_the_batch(monkeypatch):
+    from minicnn.fast import engine as fast_engine
+
+    monkeypatch.setattr(fast_engine, "one_minute_load", lambda: 0.5)
+    assert FastEngine(dense_model("float32").layers).blas_splits_batch
+    assert not any(FastEngine(MODELS[name][0]("float32").layers).blas_splits_batch
                    for name in ("seed", "small", "gray"))
-    assert "over 1 thread(s)" in dense_model("float32", threads=2).plan(32, print_fn=None)
+    text = dense_model("float32", threads=2).plan(32, print_fn=None)
+    assert "over 1 thread(s), BLAS on 2 thread(s) (load average 0.5 on" in text
+    assert "BLAS on 1 thread(s) (fewer than 32 rows" in dense_model("float32", threads=2).plan(16, print_fn=None)
+    assert "BLAS on 1 thread(s) (one thread asked for)" in dense_model("float32", threads=1).plan(64, print_fn=None)
 
 
-def test_small_batches_of_a_model_without_convolutions_train_on_one_blas_thread(monkeypatch):
-    """BLAS threads only from BLAS_THREADS_MIN_ROWS rows: smaller batches run on one thread, batch unsplit."""
+def test_an_oversubscribed_machine_keeps_blas_on_one_thread(monkeypatch):
+    from minicnn.fast import engine as fast_engine
+
+    cores = fast_engine.available_cores()
+    monkeypatch.setattr(fast_engine, "one_minute_load", lambda: cores + 5.0)
+    assert fast_engine.blas_thread_choice(2, 1000)[0] == 1
+    assert "would wait for each other" in dense_model("float32", threads=2).plan(64, print_fn=None)
+    monkeypatch.setattr(fast_engine, "one_minute_load", lambda: cores + 0.5)
+    assert fast_engine.blas_thread_choice(2, 1000) == (2, f"load average {cores + 0.5:.1f} on {cores} cores")
+
+
+def test_the_load_average_is_read_at_most_once_a_second(monkeypatch):
+    from minicnn.fast import engine as fast_engine
+
+    reads = []
+    monkeypatch.setattr(fast_engine.os, "getloadavg", lambda: reads.append(1) or (3.25, 0.0, 0.0))
+    monkeypatch.setattr(fast_engine, "_load_seen", [-1e9, 0.0])
+    assert fast_engine.one_minute_load() == 3.25 and fast_engine.one_minute_load() == 3.25
+    assert len(reads) == 1
+
+
+def test_small_batches_of_a_model_without_convolutions_run_on_one_blas_thread(monkeypatch):
+    """BLAS threads only from BLAS_THREADS_MIN_ROWS rows, in training and in predictions: smaller batches run on
+    one thread with one BLAS thread; the batch is never split over threads."""
     from minicnn.fast import engine as fast_engine
 
     used = []
     real = fast_engine.blas_threads
     monkeypatch.setattr(fast_engine, "blas_threads", lambda count: used.append(count) or real(count))
     monkeypatch.setattr(fast_engine, "BLAS_THREADS_MIN_ROWS", 16)
+    monkeypatch.setattr(fast_engine, "one_minute_load", lambda: 0.0)
     model = dense_model("float32", threads=2).compile("adam")
     x, y = data((6, 7, 2), 4, 15, "float32")
     model.train_step(x, y)
+    model.predict(x)
     assert used == [] and len(model._engine.workspaces) == 1 and not model._engine.thread_grads
     x, y = data((6, 7, 2), 4, 16, "float32")
     model.train_step(x, y)
     assert used == [2]
+    probabilities = model.predict(x)
+    assert used == [2, 2] and len(model._engine.workspaces) == 1
+    reference = dense_model("float32", engine="reference", threads=2)
+    reference.set_weights(model.get_weights())
+    np.testing.assert_allclose(probabilities, reference.predict(x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -8,15 +8,17 @@ It computes what the reference engine (minicnn/reference.py) computes, to float 
 2. **Reused buffers**: every array lives in a ``Workspace`` per thread (parallel.py);
 3. **Threads**: a batch is split into parts, one per thread, each with its own gradient buffer, summed once
    per step (BatchNormalization's batch statistics are added up across the threads within the step:
-   parallel.Reducer); BLAS is held to one thread meanwhile. A model without convolutions (an MLP) trains on one
-   thread and lets BLAS use the threads for its large products instead.
+   parallel.Reducer); BLAS is held to one thread meanwhile. A model without convolutions (an MLP) runs the
+   whole batch on one thread and lets BLAS use the threads for its products instead (``blas_thread_choice``).
 
 ``FastEngine(layers, threads, kernels="numba")``; ``kernels="numpy"`` runs the same plan with every kernel's
 NumPy twin (``Sequential(engine="twins")``), slowly, to check or read it.
 """
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import numpy as np
 
@@ -26,6 +28,7 @@ from minicnn.fast.parallel import (
     Part,
     Reducer,
     Workspace,
+    available_cores,
     blas_threads,
     resolve_threads,
     run_in_threads,
@@ -35,10 +38,42 @@ from minicnn.kernels.jit import KernelTable
 from minicnn.layers import Conv2D, Dropout, Softmax
 from minicnn.losses import softmax_cross_entropy
 
-# A model without convolutions lets BLAS use the threads only for batches of at least this many rows; smaller
-# ones train on one thread with one BLAS thread: BLAS's threads meet at every product, 6 per step of an MLP, and
-# at batch 32-128 the products are too small to pay for it (docs/performance.md, "MLP training")
-BLAS_THREADS_MIN_ROWS = 256
+# A model without convolutions runs a batch of at least this many rows on one thread and lets BLAS use the threads
+# for its products (training and predictions); smaller batches run on one thread with one BLAS thread. On a quiet
+# machine BLAS's threads win from 32 rows on (MLP training 1.7-1.8x at batch 32-128, predictions 2.6x at 1000):
+# two threads each with one BLAS thread and half the batch were 2.6x slower than BLAS's own two threads on an
+# AVX2 AMD EPYC (docs/performance.md, "Models without convolutions").
+BLAS_THREADS_MIN_ROWS = 32
+# ... unless the machine is oversubscribed: BLAS's threads meet at every product (6 per MLP step) and wait for a
+# descheduled partner; at load average 14-18 on 2 cores, one thread with one BLAS thread was 20-45x faster.
+OVERSUBSCRIBED_LOAD = 1.0  # load average above the usable cores + this: oversubscribed
+LOAD_CHECK_SECONDS = 1.0  # the load average is read at most this often
+_load_seen = [-1e9, 0.0]  # (time.monotonic() when read, the 1-minute load average then)
+
+
+def one_minute_load():
+    """The machine's 1-minute load average (0 where the system has none), read at most once a second."""
+    now = time.monotonic()
+    if now - _load_seen[0] > LOAD_CHECK_SECONDS:
+        try:
+            _load_seen[1] = os.getloadavg()[0]
+        except (AttributeError, OSError):  # (not on this system)
+            _load_seen[1] = 0.0
+        _load_seen[0] = now
+    return _load_seen[1]
+
+
+def blas_thread_choice(threads, rows):
+    """For a model without convolutions: (BLAS threads for a batch of ``rows`` rows on ``threads`` threads, why)."""
+    if threads < 2:
+        return 1, "one thread asked for"
+    if rows < BLAS_THREADS_MIN_ROWS:
+        return 1, f"fewer than {BLAS_THREADS_MIN_ROWS} rows: BLAS's threads would cost more than they save"
+    load, cores = one_minute_load(), available_cores()
+    if load > cores + OVERSUBSCRIBED_LOAD:
+        return 1, (f"load average {load:.1f} on {cores} cores: BLAS's threads, which meet at every product, would "
+                   "wait for each other")
+    return threads, f"load average {load:.1f} on {cores} cores"
 
 NUMPY_TWINS = KernelTable("numpy")
 NUMBA_KERNELS = KernelTable("numba")
@@ -68,7 +103,7 @@ class FastEngine:
         self.inference_steps = plan.build_steps(self.layers, inference=True)
         self.inference_logit_steps = (self.inference_steps[:-1] if isinstance(self.inference_steps[-1].layers[-1],
                                                                               Softmax) else self.inference_steps)
-        self.blas_splits_training = not any(isinstance(layer, Conv2D) for layer in self.layers)
+        self.blas_splits_batch = not any(isinstance(layer, Conv2D) for layer in self.layers)
         # A layer run as itself that must see the whole batch at once in training: the batch is not split over
         # threads (split, the model would compute something else than on the reference engine). The plan's own
         # BatchNormStep and DropoutStep do split: the threads add up their batch statistics (Part/Reducer in
@@ -162,7 +197,7 @@ class FastEngine:
         if skip:
             with self._lock:
                 x = self.augment(x)
-        if self.blas_splits_training and threads > 1 and len(x) >= BLAS_THREADS_MIN_ROWS:
+        if self.blas_splits_batch and blas_thread_choice(threads, len(x))[0] > 1:
             with self._lock, blas_threads(threads):
                 workspace = self._workspace(0)
                 workspace.part = Part(0, len(x))
@@ -170,7 +205,7 @@ class FastEngine:
                                                                 skip)
                 self._advance_dropout()
             return loss_sum, correct
-        parts = [(0, len(x))] if self.whole_batch or self.blas_splits_training else split(len(x), threads)
+        parts = [(0, len(x))] if self.whole_batch or self.blas_splits_batch else split(len(x), threads)
         reducer = Reducer(len(parts))
 
         def part(slot):
@@ -206,7 +241,14 @@ class FastEngine:
                 return np.array(self._forward(steps, x, NUMPY_TWINS, self._workspace(0), False)[0])
         if len(x) <= small_batch.MAX_IMAGES:
             return self._small_batch_outputs(x, logits_only)
-        parts = split(len(x), resolve_threads(self.threads))
+        threads = resolve_threads(self.threads)
+        if self.blas_splits_batch:  # (no convolutions: the whole batch on this thread, as in training)
+            blas, _ = blas_thread_choice(threads, len(x))
+            with self._lock, (blas_threads(blas) if blas > 1 else ONE_BLAS_THREAD):
+                workspace = self._workspace(0)
+                workspace.part = Part(0, len(x))
+                return np.array(self._forward(steps, x, self.kernels, workspace, False)[0])
+        parts = split(len(x), threads)
         with self._lock, ONE_BLAS_THREAD:  # (one BLAS thread even for one image: waking its threads costs more)
             for slot, (start, _) in enumerate(parts):  # (made here, before the threads start)
                 self._workspace(slot).part = Part(start, len(x), slot)
@@ -221,14 +263,15 @@ class FastEngine:
         with self._lock:
             workspace = self._workspace(0)
             workspace.part = Part(0, len(x))
-            if path.operations is None or len(x) > small_batch.TAIL_MAX_IMAGES:
+            table = path.table() if len(x) <= small_batch.TAIL_MAX_IMAGES else None
+            if table is None:
                 with ONE_BLAS_THREAD:
                     steps = self.inference_logit_steps if logits_only else self.inference_steps
                     return np.array(self._forward(steps, x, self.kernels, workspace, False)[0])
             if path.head:
                 with ONE_BLAS_THREAD:
                     x = self._forward(path.head, x, self.kernels, workspace, False)[0]
-            return np.array(path.run_tail(x, self.kernels, workspace, logits_only))
+            return np.array(path.run_tail(x, table, self.kernels, workspace, logits_only))
 
     def warm_up(self):
         """Load Numba and every kernel now (see minicnn/fast/startup.py)."""
@@ -237,9 +280,13 @@ class FastEngine:
 
     def plan(self, batch_size):
         """The plan as text for a batch of ``batch_size`` images (see minicnn/fast/plan.py)."""
-        threads = 1 if self.blas_splits_training or self.whole_batch else resolve_threads(self.threads)
+        threads = 1 if self.blas_splits_batch or self.whole_batch else resolve_threads(self.threads)
         header = (f"fast engine, {'Numba kernels' if self.kernels is NUMBA_KERNELS else 'NumPy twins'}, "
-                  f"batch {batch_size} over {len(split(batch_size, threads))} thread(s):")
+                  f"batch {batch_size} over {len(split(batch_size, threads))} thread(s)")
+        if self.blas_splits_batch:
+            blas, why = blas_thread_choice(resolve_threads(self.threads), batch_size)
+            header += f", BLAS on {blas} thread(s) ({why})"
+        header += ":"
         text = header + "\n" + plan.describe(self.steps, batch_size, threads)
         folded = [step for step in self.inference_steps if isinstance(step, plan.FoldedConvStep)]
         if folded:
