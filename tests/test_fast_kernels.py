@@ -433,24 +433,40 @@ def test_softmax_forward_into(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("softmax", [True, False])
-def test_dense_tail_forward_into(dtype, softmax):
-    """A chain of Dense layers (ReLU, none, LeakyReLU) and a Softmax in one call, against the twin."""
+@pytest.mark.parametrize("images", [1, 3])
+def test_dense_tail_forward_into(dtype, softmax, images):
+    """A chain of Dense layers (ReLU, none, LeakyReLU) and a Softmax in one call, their weights pieces of one flat
+    buffer placed by the layout table (with gaps, biases before kernels), against the twin and against the layers'
+    own functions on those pieces."""
     from minicnn.kernels import small_batch
+    from minicnn.layers.dense import dense_forward
     rng = np.random.default_rng(7)
     sizes = [37, 20, 9, 4]
-    x = rng.standard_normal((1, sizes[0])).astype(dtype)
-    kernels = tuple(rng.standard_normal((a, b)).astype(dtype) for a, b in zip(sizes, sizes[1:]))
-    biases = tuple(rng.standard_normal(b).astype(dtype) for b in sizes[1:])
-    activations, slopes = np.array([1, 0, 2]), np.array([0.0, 0.0, 0.1])
+    x = rng.standard_normal((images, sizes[0])).astype(dtype)
+    parameters = rng.standard_normal(2000).astype(dtype)
+    layout, kernel_at, output_at = [], 1000, 0
+    for number, (inputs, units) in enumerate(zip(sizes, sizes[1:])):
+        layout.append((kernel_at, inputs, units, 10 + 100 * number, (1, 0, 2)[number], output_at))
+        kernel_at += inputs * units + 3
+        output_at += images * units
+    layout, slopes = np.array(layout, dtype=np.int64), np.array([0.0, 0.0, 0.1])
     results = []
     for function in (small_batch.dense_tail_forward_into_numpy, small_batch.dense_tail_forward_into_numba):
-        outputs = tuple(np.full((1, b), np.nan, dtype) for b in sizes[1:])
-        probabilities = np.full((1, sizes[-1]), np.nan, dtype)
-        results.append((function(x, kernels, biases, activations, slopes, outputs, softmax, probabilities).copy(),
-                        [output.copy() for output in outputs]))
+        scratch = np.full(output_at, np.nan, dtype)
+        probabilities = np.full((images, sizes[-1]), np.nan, dtype)
+        results.append((function(x, parameters, layout, slopes, scratch, softmax, probabilities).copy(),
+                        scratch.copy()))
     np.testing.assert_allclose(results[1][0], results[0][0], **tolerance(dtype))
-    for fast, twin in zip(results[1][1], results[0][1]):
-        np.testing.assert_allclose(fast, twin, **tolerance(dtype))
+    np.testing.assert_allclose(results[1][1], results[0][1], **tolerance(dtype))
+    h = x
+    for at, inputs, units, bias_at, activation, _ in layout:
+        h = dense_forward(h, parameters[at:at + inputs * units].reshape(inputs, units),
+                          parameters[bias_at:bias_at + units])[0]
+        h = np.maximum(h, 0) if activation == 1 else np.where(h >= 0, h, 0.1 * h) if activation == 2 else h
+    if softmax:
+        h = np.exp(h - h.max(axis=1, keepdims=True))
+        h /= h.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(results[1][0], h, **tolerance(dtype))
 
 
 def assert_pool_gradients_agree(forward, backwards, x, kernel, bias, relu, shape, rng, dtype):

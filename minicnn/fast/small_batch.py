@@ -11,7 +11,10 @@ after the first call), and for at most ``TAIL_MAX_IMAGES`` (one image):
 2. runs the dense tail, the trailing Flatten / Dense [+ ReLU or LeakyReLU] / Dropout (the identity at inference) /
    Softmax layers, with minicnn/kernels/small_batch.py: ONE Numba call for the whole tail (each Dense's
    product, bias and activation in one pass over its weights, then the Softmax), no BLAS. An MLP never touches BLAS's
-   thread setting then.
+   thread setting then. The call passes the model's flat parameter buffer (every kernel and bias is a view into it)
+   and a table of where each layer's pieces lie, made once and checked at each call (made again when a kernel or
+   bias is another array than the one it was made from): Numba checks its arguments' types at every call, and a
+   tuple of arrays per layer cost 11 us of a 58 us prediction.
 
 The numbers are the layers' (tests/test_small_batch.py compares this path with the reference engine);
 ``Sequential.plan()`` names the tail. Measurements: docs/performance.md ("Single-image latency").
@@ -21,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from minicnn.fast.parallel import MIN_IMAGES_PER_THREAD
-from minicnn.kernels.small_batch import LEAKY_RELU, NO_ACTIVATION, RELU
+from minicnn.kernels.small_batch import LEAKY_RELU, NO_ACTIVATION, OUTPUT_AT, RELU, UNITS
 from minicnn.layers import Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
 
 MAX_IMAGES = 2 * MIN_IMAGES_PER_THREAD - 1  # (the batch would not be split over threads anyway)
@@ -68,29 +71,54 @@ class SmallBatchPath:
         else:
             self.operations = None
         self.head = steps[:start]
-        self._denses = None
-        self._buffers = {}  # (id of the workspace, images, dtype) -> the tail's output arrays in it
+        self._table = None  # (flat parameter buffer, layout, slopes, softmax?) and the first kernel it was made from
+        self._made_from = None
+        self._first_dense = next((operation[1] for operation in self.operations or () if operation[0] == "dense"),
+                                 None)
+        self._buffers = {}  # (id of the workspace, images, dtype) -> (scratch buffer, probabilities) in it
         self.tail_layers = [layer for step in steps[start:] for layer in step.layers]
 
-    def run_tail(self, x, kernels, workspace, logits_only):
-        """The dense tail on x (the head's output), in one kernel call; the result lives in the workspace (copy
-        it)."""
-        if self._denses is None:  # (made at the first call: what does not change from call to call)
-            self._denses = tuple(operation[1] for operation in self.operations if operation[0] == "dense")
-            self._activations = np.array([operation[2] for operation in self.operations if operation[0] == "dense"])
-            self._slopes = np.array([operation[3] for operation in self.operations if operation[0] == "dense"])
-            self._softmax = self.operations[-1][0] == "softmax"
+    def table(self):
+        """(flat parameter buffer, layout, slopes, softmax?) of the tail's Dense layers (kernels/small_batch.py);
+        None if there is no dense tail or its weights are not views into one buffer (then the steps run as ever).
+        Made again when the first kernel is another array than the one it was made from: the model moves every
+        parameter into a new flat buffer at once (Sequential._pack_parameters), never one alone."""
+        if self._first_dense is None:
+            return None
+        if self._first_dense.kernel.value is self._made_from:
+            return self._table
+        denses = [operation for operation in self.operations if operation[0] == "dense"]
+        values = [array for _, dense, _, _ in denses for array in (dense.kernel.value, dense.bias.value)]
+        parameters = values[0].base
+        if parameters is None or not all(array.base is parameters and array.flags.c_contiguous for array in values):
+            return None
+        rows, output_at = [], 0
+        for (_, dense, activation, _), kernel, bias in zip(denses, values[0::2], values[1::2]):
+            rows.append(((kernel.ctypes.data - parameters.ctypes.data) // kernel.itemsize, *kernel.shape,
+                         (bias.ctypes.data - parameters.ctypes.data) // bias.itemsize, activation, output_at))
+            output_at += dense.units  # (for one image; run_tail scales it for more)
+        slopes = np.array([slope for *_, slope in denses], dtype=np.float64)
+        self._table = (parameters, np.array(rows, dtype=np.int64), slopes, self.operations[-1][0] == "softmax")
+        self._made_from = values[0]
+        return self._table
+
+    def run_tail(self, x, table, kernels, workspace, logits_only):
+        """The dense tail on x (the head's output), in one kernel call (``table``: what ``table()`` returned); the
+        result lives in the workspace (copy it)."""
+        parameters, layout, slopes, softmax = table
         x = np.ascontiguousarray(x.reshape(len(x), -1))  # (Flatten: a reshape; Dropout: the identity)
+        if len(x) != 1:  # (the table places one image's outputs)
+            layout = layout.copy()
+            layout[:, OUTPUT_AT] *= len(x)
         buffers = self._buffers.get((id(workspace), len(x), x.dtype))
         if buffers is None:
-            outputs = tuple([workspace.get((self, number), (len(x), dense.units), x.dtype)
-                             for number, dense in enumerate(self._denses)])
-            probabilities = workspace.get((self, "softmax"), outputs[-1].shape, x.dtype)
-            buffers = self._buffers[id(workspace), len(x), x.dtype] = outputs, probabilities
-        outputs, probabilities = buffers
-        return kernels.dense_tail_forward_into(x, tuple([dense.kernel.value for dense in self._denses]),
-                                               tuple([dense.bias.value for dense in self._denses]), self._activations,
-                                               self._slopes, outputs, self._softmax and not logits_only, probabilities)
+            units = int(layout[-1, UNITS])
+            scratch = workspace.get((self, "scratch"), (int(layout[-1, OUTPUT_AT]) + len(x) * units,), x.dtype)
+            probabilities = workspace.get((self, "softmax"), (len(x), units), x.dtype)
+            buffers = self._buffers[id(workspace), len(x), x.dtype] = scratch, probabilities
+        scratch, probabilities = buffers
+        return kernels.dense_tail_forward_into(x, parameters, layout, slopes, scratch, softmax and not logits_only,
+                                               probabilities)
 
     def describe(self):
         """One line for the plan."""
