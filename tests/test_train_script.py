@@ -204,6 +204,8 @@ def test_train_runs_the_reports_models(tmp_path, model, limit):
     assert f'Model: "{model}"' in result.stdout
     if model == "report001":
         assert "Non-trainable params: 1,280" in result.stdout and "batch 128" in result.stdout
+    batch = {"report001": 128, "report003": 64, "report004": 32}[model]  # (the plan is for the run's own batches)
+    assert f"fast engine, Numba kernels, batch {batch} over" in result.stdout
     accuracy = float(re.search(r"test accuracy: ([\d.]+)%", result.stdout).group(1))
     # (report001 after 7 steps: the moving statistics (momentum 0.99) hold only 7% of the batch statistics yet, so
     # inference is still poor, as in Keras: measured 11.6%. The others learn something in one short epoch.)

@@ -518,7 +518,7 @@ def train(arguments):
         model.compile(optimizer=minicnn.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
         initial_epoch = 0
     if not arguments.quiet:
-        model.summary()
+        model.summary(batch_size=batch_size)  # (the plan for the batches this run trains on)
     held_out = f" ({len(validation[0]):,} held out for validation)" if validation else ""
     say(f"training on {plural(len(x_train), 'image')}{held_out} for {plural(epochs, 'epoch')}, batch {batch_size}, "
         f"Adam lr {learning_rate} x {decay} per epoch, augmentation: {describe_augmentation(model)}, "
