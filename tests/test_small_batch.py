@@ -99,3 +99,30 @@ def test_one_image_of_an_mlp_leaves_blas_alone(monkeypatch):
 def test_the_plan_names_the_small_batch_path():
     text = minicnn.mlp().plan(1, print_fn=None)
     assert "at most 7 images" in text and "dense_2 + softmax: one Numba kernel call" in text
+
+
+def test_a_few_images_of_a_heavy_model_let_blas_use_its_threads(monkeypatch):
+    """BLAS stays on one thread for a few images, unless they are SMALL_BATCH_BLAS_MIN_MULTIPLY_ADDS of work and the
+    machine is not oversubscribed; the numbers are the same either way, and the plan says which."""
+    monkeypatch.setenv("MINICNN_COLD_START", "0")
+    from minicnn.fast import engine as fast_engine
+
+    used = []
+    real = fast_engine.blas_threads
+    monkeypatch.setattr(fast_engine, "blas_threads", lambda count: used.append(count) or real(count))
+    monkeypatch.setattr(fast_engine, "one_minute_load", lambda: 0.0)
+    name, layers, input_shape, _ = models()[3]  # the CNN: 9 x 8 x 1 -> conv 3x3 x 4 filters -> pool -> dense
+    model = build(layers, input_shape, "float64", "fast")
+    model.threads = 2
+    assert small_batch.multiply_adds(model.layers) == 7 * 6 * 9 * 4 + 36 * 5 + 5 * 3  # (conv, 3x3x4 pooled: 36)
+    x = np.random.default_rng(3).standard_normal((3, *input_shape))
+    expected = model.predict(x)
+    assert used == [] and "BLAS on 1 thread(s) for one image (0.0 M multiply-adds, under 20 M" in model.plan(1)
+    monkeypatch.setattr(fast_engine, "SMALL_BATCH_BLAS_MIN_MULTIPLY_ADDS", 1_000)
+    np.testing.assert_allclose(model.predict(x), expected, rtol=1e-12)
+    np.testing.assert_allclose(model.predict(x[:1]), expected[:1], rtol=1e-12)
+    assert used == [2, 2] and "BLAS on 2 thread(s) for one image (0.0 M multiply-adds; load average 0.0" in \
+        model.plan(1, print_fn=None)
+    monkeypatch.setattr(fast_engine, "one_minute_load", lambda: fast_engine.available_cores() + 5.0)
+    model.predict(x)
+    assert used == [2, 2]

@@ -46,6 +46,10 @@ from minicnn.losses import softmax_cross_entropy
 BLAS_THREADS_MIN_ROWS = 32
 # ... unless the machine is oversubscribed: BLAS's threads meet at every product (6 per MLP step) and wait for a
 # descheduled partner; at load average 14-18 on 2 cores, one thread with one BLAS thread was 20-45x faster.
+# A prediction on a few images (never split over threads) holds BLAS to one thread, unless it is this much work:
+# report001's one image (88 M multiply-adds, 95% in convolution products) 7.7-8.2 -> 4.8-5.5 ms with BLAS's two
+# threads on a quiet AVX2 AMD EPYC; the seed, default and LeNet-5 CNNs (0.4-5.2 M) gained nothing or lost up to 30%.
+SMALL_BATCH_BLAS_MIN_MULTIPLY_ADDS = 20_000_000
 OVERSUBSCRIBED_LOAD = 1.0  # load average above the usable cores + this: oversubscribed
 LOAD_CHECK_SECONDS = 1.0  # the load average is read at most this often
 _load_seen = [-1e9, 0.0]  # (time.monotonic() when read, the 1-minute load average then)
@@ -63,17 +67,22 @@ def one_minute_load():
     return _load_seen[1]
 
 
-def blas_thread_choice(threads, rows):
-    """For a model without convolutions: (BLAS threads for a batch of ``rows`` rows on ``threads`` threads, why)."""
+def blas_thread_choice(threads, rows, small=None):
+    """(BLAS threads, why) for a batch of ``rows`` rows on ``threads`` threads, of a model without convolutions; or,
+    with ``small`` = the multiply-adds of a prediction on a few images (fast/small_batch.py), for that prediction."""
     if threads < 2:
         return 1, "one thread asked for"
-    if rows < BLAS_THREADS_MIN_ROWS:
+    if small is None and rows < BLAS_THREADS_MIN_ROWS:
         return 1, f"fewer than {BLAS_THREADS_MIN_ROWS} rows: BLAS's threads would cost more than they save"
+    if small is not None and small < SMALL_BATCH_BLAS_MIN_MULTIPLY_ADDS:
+        return 1, (f"{small / 1e6:.1f} M multiply-adds, under {SMALL_BATCH_BLAS_MIN_MULTIPLY_ADDS / 1e6:.0f} M: "
+                   "waking BLAS's threads would cost more than they save")
     load, cores = one_minute_load(), available_cores()
     if load > cores + OVERSUBSCRIBED_LOAD:
         return 1, (f"load average {load:.1f} on {cores} cores: BLAS's threads, which meet at every product, would "
                    "wait for each other")
-    return threads, f"load average {load:.1f} on {cores} cores"
+    work = "" if small is None else f"{small / 1e6:.1f} M multiply-adds; "
+    return threads, f"{work}load average {load:.1f} on {cores} cores"
 
 NUMPY_TWINS = KernelTable("numpy")
 NUMBA_KERNELS = KernelTable("numba")
@@ -260,16 +269,17 @@ class FastEngine:
     def _small_batch_outputs(self, x, logits_only):
         """A few images: this thread, the dense tail without BLAS (minicnn/fast/small_batch.py)."""
         path = self.small_batch
+        blas = blas_thread_choice(resolve_threads(self.threads), len(x), len(x) * path.multiply_adds)[0]
         with self._lock:
             workspace = self._workspace(0)
             workspace.part = Part(0, len(x))
             table = path.table() if len(x) <= small_batch.TAIL_MAX_IMAGES else None
             if table is None:
-                with ONE_BLAS_THREAD:
+                with ONE_BLAS_THREAD if blas == 1 else blas_threads(blas):
                     steps = self.inference_logit_steps if logits_only else self.inference_steps
                     return np.array(self._forward(steps, x, self.kernels, workspace, False)[0])
             if path.head:
-                with ONE_BLAS_THREAD:
+                with ONE_BLAS_THREAD if blas == 1 else blas_threads(blas):
                     x = self._forward(path.head, x, self.kernels, workspace, False)[0]
             return np.array(path.run_tail(x, table, self.kernels, workspace, logits_only))
 
@@ -292,4 +302,5 @@ class FastEngine:
         if folded:
             text += ("\nat inference (moving statistics folded into the convolution before them):\n"
                      + plan.describe(folded, batch_size, resolve_threads(self.threads)))
-        return text + "\n" + self.small_batch.describe()
+        blas, why = blas_thread_choice(resolve_threads(self.threads), 1, self.small_batch.multiply_adds)
+        return text + "\n" + self.small_batch.describe(f", BLAS on {blas} thread(s) for one image ({why})")

@@ -25,7 +25,7 @@ import numpy as np
 
 from minicnn.fast.parallel import MIN_IMAGES_PER_THREAD
 from minicnn.kernels.small_batch import LEAKY_RELU, NO_ACTIVATION, OUTPUT_AT, RELU, UNITS
-from minicnn.layers import Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
+from minicnn.layers import Conv2D, Dense, Dropout, Flatten, LeakyReLU, ReLU, Softmax
 
 MAX_IMAGES = 2 * MIN_IMAGES_PER_THREAD - 1  # (the batch would not be split over threads anyway)
 TAIL_MAX_IMAGES = 1  # the dense tail's kernels for one image; from 2 images on BLAS's products win (measured)
@@ -55,6 +55,17 @@ def _operations(layers):
     return operations if any(operation[0] == "dense" for operation in operations) else None
 
 
+def multiply_adds(layers):
+    """The multiply-adds of one image through the Conv2D and Dense layers (what BLAS's products would compute)."""
+    total = 0
+    for layer in layers:
+        if isinstance(layer, Conv2D):
+            total += layer.output_shape[0] * layer.output_shape[1] * layer.kernel.value.size
+        elif isinstance(layer, Dense):
+            total += layer.kernel.value.size
+    return total
+
+
 class SmallBatchPath:
     """``steps`` (the plan's inference steps) cut into the steps run as ever (``head``) and the dense tail."""
 
@@ -77,6 +88,7 @@ class SmallBatchPath:
                                  None)
         self._buffers = {}  # (id of the workspace, images, dtype) -> (scratch buffer, probabilities) in it
         self.tail_layers = [layer for step in steps[start:] for layer in step.layers]
+        self.multiply_adds = multiply_adds([layer for step in steps for layer in step.layers])
 
     def table(self):
         """(flat parameter buffer, layout, slopes, softmax?) of the tail's Dense layers (kernels/small_batch.py);
@@ -120,11 +132,11 @@ class SmallBatchPath:
         return kernels.dense_tail_forward_into(x, parameters, layout, slopes, scratch, softmax and not logits_only,
                                                probabilities)
 
-    def describe(self):
-        """One line for the plan."""
+    def describe(self, blas=""):
+        """One line for the plan (``blas``: what BLAS's threads do meanwhile, in words)."""
+        text = f"at inference on at most {MAX_IMAGES} images: the same steps on the calling thread{blas}"
         if self.operations is None:
-            return f"at inference on at most {MAX_IMAGES} images: the same steps on the calling thread"
+            return text
         names = " + ".join(layer.name for layer in self.tail_layers)
-        return (f"at inference on at most {MAX_IMAGES} images: the same steps on the calling thread; on "
-                f"{TAIL_MAX_IMAGES} image, {names}: one Numba kernel call (each Dense with its bias and activation, "
-                "then the Softmax), no BLAS (fast/small_batch.py)")
+        return (f"{text}; on {TAIL_MAX_IMAGES} image, {names}: one Numba kernel call (each Dense with its bias and "
+                "activation, then the Softmax), no BLAS (fast/small_batch.py)")
