@@ -269,7 +269,9 @@ class FastEngine:
     def _small_batch_outputs(self, x, logits_only):
         """A few images: this thread, the dense tail without BLAS (minicnn/fast/small_batch.py)."""
         path = self.small_batch
-        blas = blas_thread_choice(resolve_threads(self.threads), len(x), len(x) * path.multiply_adds)[0]
+        work = len(x) * path.multiply_adds
+        blas = 1 if work < SMALL_BATCH_BLAS_MIN_MULTIPLY_ADDS else blas_thread_choice(  # (the usual case: no call,
+            resolve_threads(self.threads), len(x), work)[0]                           # resolving threads costs 4 us)
         with self._lock:
             workspace = self._workspace(0)
             workspace.part = Part(0, len(x))
