@@ -46,13 +46,13 @@ from minicnn.losses import softmax_cross_entropy
 BLAS_THREADS_MIN_ROWS = 32
 # ... unless the machine is oversubscribed: BLAS's threads meet at every product (6 per MLP step) and wait for a
 # descheduled partner; at load average 14-18 on 2 cores, one thread with one BLAS thread was 20-45x faster.
+OVERSUBSCRIBED_LOAD = 1.0  # load average above the usable cores + this: oversubscribed
+LOAD_CHECK_SECONDS = 1.0  # the load average is read at most this often
+_load_seen = [-1e9, 0.0]  # (time.monotonic() when read, the 1-minute load average then)
 # A prediction on a few images (never split over threads) holds BLAS to one thread, unless it is this much work:
 # report001's one image (88 M multiply-adds, 95% in convolution products) 7.7-8.2 -> 4.8-5.5 ms with BLAS's two
 # threads on a quiet AVX2 AMD EPYC; the seed, default and LeNet-5 CNNs (0.4-5.2 M) gained nothing or lost up to 30%.
 SMALL_BATCH_BLAS_MIN_MULTIPLY_ADDS = 20_000_000
-OVERSUBSCRIBED_LOAD = 1.0  # load average above the usable cores + this: oversubscribed
-LOAD_CHECK_SECONDS = 1.0  # the load average is read at most this often
-_load_seen = [-1e9, 0.0]  # (time.monotonic() when read, the 1-minute load average then)
 
 
 def one_minute_load():
@@ -267,7 +267,8 @@ class FastEngine:
         return results[0] if len(results) == 1 else np.concatenate(results)
 
     def _small_batch_outputs(self, x, logits_only):
-        """A few images: this thread, the dense tail without BLAS (minicnn/fast/small_batch.py)."""
+        """A few images: this thread, the dense tail without BLAS (minicnn/fast/small_batch.py); BLAS on one thread
+        for the other steps, unless the images are SMALL_BATCH_BLAS_MIN_MULTIPLY_ADDS of work (blas_thread_choice)."""
         path = self.small_batch
         work = len(x) * path.multiply_adds
         blas = 1 if work < SMALL_BATCH_BLAS_MIN_MULTIPLY_ADDS else blas_thread_choice(  # (the usual case: no call,
